@@ -1,0 +1,1 @@
+"""appraise consumers: the async scorer and its metrics sidecar."""

@@ -1,0 +1,1 @@
+"""appraise producers: publish listings, drift scenarios, sale labels, replay."""
