@@ -15,7 +15,8 @@ from rich.console import Console
 
 from stream.errors import AppraiseError
 from stream.events import EVENT_TYPES, json_schema
-from stream.settings import load_settings
+from stream.progress import progress
+from stream.settings import Settings, load_settings
 
 app = typer.Typer(
     name="appraise",
@@ -24,8 +25,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -61,13 +62,8 @@ def broker(
     settings = load_settings()
 
     async def serve(stopping: asyncio.Event) -> None:
-        embedded = EmbeddedBroker(
-            settings.broker.host,
-            settings.broker.port if port is None else port,
-            topics=settings.topics,
-            startup_timeout_s=settings.broker.startup_timeout_s,
-            log_path=log,
-        )
+        chosen = settings if port is None else _with_broker_port(settings, port)
+        embedded = EmbeddedBroker.from_settings(chosen, log_path=log)
         async with embedded:
             topics = ", ".join(f"{t}({settings.topics.partitions})" for t in settings.topics.all())
             out.print(
@@ -101,9 +97,108 @@ def train(
     holdout = card.holdout
     out.print(
         f"model {card.model_version} written to {target}\n"
-        f"hold-out {holdout.period} ({holdout.rows} sales): "
+        f"hold-out {holdout.period.start:%Y-%m-%d} to {holdout.period.end:%Y-%m-%d} "
+        f"({holdout.rows} sales): "
         f"R² {holdout.r2:.3f}, MAE ${holdout.mae:,.0f}, MAPE {holdout.mape:.3f}"
     )
+
+
+@app.command()
+def produce(
+    source: Annotated[
+        str, typer.Option(help="'holdout' (the bundled 2008-2010 sales), a JSONL file, or -")
+    ] = "holdout",
+    rate: Annotated[
+        str | None, typer.Option(help="events per second, e.g. 2000 or 2000/s [default: max]")
+    ] = None,
+    count: Annotated[int | None, typer.Option(min=1, help="stop after this many")] = None,
+    loop: Annotated[bool, typer.Option(help="start the source again when it ends")] = False,
+    event_time: Annotated[
+        str, typer.Option(help="'history' (the sale date) or 'live' (now)")
+    ] = "history",
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a drift scenario, name:key=value,... (repeatable; see --list-scenarios)"
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the scenarios: same seed, same output")] = 0,
+    with_sales: Annotated[
+        bool, typer.Option(help="also publish each listing's real sale price to the sales topic")
+    ] = False,
+    sale_delay: Annotated[
+        float, typer.Option(min=0, help="seconds between a listing and its sale label")
+    ] = 30.0,
+    list_scenarios: Annotated[
+        bool, typer.Option("--list-scenarios", help="describe the scenarios and exit")
+    ] = False,
+) -> None:
+    """Publish listings to the listings topic: the real hold-out stream by default, at a steady
+    rate, with drift scenarios and sale labels if asked."""
+    from producers.run import ProduceOptions
+    from producers.run import produce as run_produce
+    from producers.scenarios import describe_scenarios, parse_scenario
+
+    if list_scenarios:
+        out.print(describe_scenarios(), markup=False)
+        return
+    if event_time not in ("history", "live"):
+        raise typer.BadParameter(
+            f"{event_time!r}: expected 'history' or 'live'", param_hint="--event-time"
+        )
+    settings = load_settings()
+    options = ProduceOptions(
+        source=source,
+        rate=_parse_rate(rate),
+        count=count,
+        loop=loop,
+        event_time="live" if event_time == "live" else "history",
+        scenarios=[parse_scenario(text) for text in scenario or []],
+        seed=seed,
+        with_sales=with_sales,
+        sale_delay_s=sale_delay,
+    )
+    total = count if count is not None else (None if loop or source != "holdout" else 1_611)
+
+    async def run(stopping: asyncio.Event) -> None:
+        with progress(err, f"producing to {settings.topics.listings}", total) as report:
+            stats = await run_produce(
+                settings,
+                options,
+                stop=stopping,
+                on_progress=lambda s: report(
+                    s.listings, f"{s.sales:,} sales" if with_sales else ""
+                ),
+            )
+        stopped = " (stopped early)" if stopping.is_set() else ""
+        out.print(
+            f"published {stats.listings:,} listings"
+            + (f" and {stats.sales:,} sales" if with_sales else "")
+            + f" in {stats.elapsed_s:,.1f} s ({stats.rate:,.0f}/s){stopped}"
+        )
+
+    _run_until_signal(run)
+
+
+def _with_broker_port(settings: Settings, port: int) -> Settings:
+    """The settings with the embedded broker, and the clients, on ``port``."""
+    broker = settings.broker.model_copy(update={"port": port})
+    kafka = settings.kafka.model_copy(update={"bootstrap_servers": f"{broker.host}:{port}"})
+    return settings.model_copy(update={"broker": broker, "kafka": kafka})
+
+
+def _parse_rate(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text.removesuffix("/s"))
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise typer.BadParameter(
+            f"{text!r}: expected events per second above 0, e.g. 2000/s", param_hint="--rate"
+        )
+    return value
 
 
 def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -57,10 +57,15 @@ def _truncated(event: Listing) -> bytes:
     return raw[: len(raw) // 2]
 
 
+#: Just over the default max_event_bytes (1,000,000) yet under Apache Kafka's default
+#: message.max.bytes (1,048,588) and aiokafka's max_request_size (1,048,576), so the record can
+#: be published to a stock cluster and reach the scorer, which must refuse it.
+OVERSIZED_BYTES: Final = 1_000_600
+
+
 def _oversized(event: Listing) -> bytes:
-    # 2 MB: above the default limit of 1 MB, and above Kafka's default message.max.bytes of 1 MB
-    # only if a producer raises its own max_request_size, as the tests and the producer do.
-    return orjson.dumps({**event, "neighbourhood": "x" * 2_000_000})
+    padding = OVERSIZED_BYTES - len(orjson.dumps({**event, "neighbourhood": ""}))
+    return orjson.dumps({**event, "neighbourhood": "x" * padding})
 
 
 MALFORMATIONS: Final[tuple[Malformation, ...]] = (

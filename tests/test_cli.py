@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from stream.model import load_model
 
 
 def appraise(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -61,3 +66,46 @@ def test_settings_shows_what_is_in_force_without_secrets() -> None:
     shown = json.loads(result.stdout)
     assert shown["kafka"]["bootstrap_servers"] == "kafka:9092"
     assert "hunter2" not in result.stdout
+
+
+def test_train_writes_a_loadable_model_and_says_how_good_it_is(tmp_path: Path) -> None:
+    result = appraise("train", "--out", str(tmp_path / "model"))
+    assert result.returncode == 0, result.stderr
+    card = json.loads((tmp_path / "model" / "model_card.json").read_text())
+    assert f"model {card['model_version']} written to {tmp_path / 'model'}" in result.stdout
+    assert f"R² {card['holdout']['r2']:.3f}" in result.stdout
+    assert load_model(tmp_path / "model").version == card["model_version"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_broker_says_it_is_ready_serves_and_stops_cleanly_on_ctrl_c() -> None:
+    port = _free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("APPRAISE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream", "broker", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()  # blocks until the broker is up (or the process ends)
+        assert f"broker ready on 127.0.0.1:{port}" in ready
+        assert "listings(4)" in ready
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "broker stopped" in stdout
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
+        pass

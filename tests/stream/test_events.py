@@ -19,7 +19,7 @@ from stream.events import (
     json_schema,
 )
 from stream.features import FEATURES
-from stream.malformed import MALFORMATIONS, Malformation
+from stream.malformed import MALFORMATIONS, MALFORMATIONS_BY_NAME, Malformation
 
 MAX_BYTES = 1_000_000
 
@@ -101,6 +101,20 @@ def test_bad_input_is_refused_with_its_reason(bad: Malformation) -> None:
 
 def test_every_reason_but_model_error_has_a_malformation() -> None:
     assert {bad.reason for bad in MALFORMATIONS} == set(REASONS) - {"model_error"}
+
+
+def test_the_oversized_malformation_fits_a_stock_kafka_record() -> None:
+    bad = MALFORMATIONS_BY_NAME["too_large"].make(listing())
+    assert bad is not None
+    assert MAX_BYTES < len(bad) < 1_048_576
+
+
+def test_a_2_mb_value_is_too_large_before_it_is_parsed() -> None:
+    raw = b'{"listing_id": "' + b"x" * 2_000_000 + b'"}'
+    with pytest.raises(InvalidEvent) as caught:
+        decode_listing(raw, max_bytes=MAX_BYTES)
+    assert caught.value.reason == "too_large"
+    assert caught.value.detail == f"{len(raw)} bytes, more than the limit {MAX_BYTES}"
 
 
 def test_detail_is_bounded() -> None:

@@ -1,0 +1,1 @@
+"""The bundled data set (``ames.csv.gz``), its provenance, and the script that extracted it."""
