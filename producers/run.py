@@ -1,0 +1,82 @@
+"""``appraise produce``: choose the source, apply the scenarios, publish at the asked rate."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from producers.publish import EventTime, PublishPlan, PublishStats, publish
+from producers.scenarios import Scenario, ScenarioStream
+from producers.sources import Draft, holdout_drafts, jsonl_drafts, read_file_lines, read_lines
+from stream.errors import DataError
+from stream.kafka import make_producer, wait_until_reachable
+from stream.settings import Settings
+
+#: ``--source`` value for the bundled 2008-2010 sales, the default.
+HOLDOUT = "holdout"
+#: How long to wait for the cluster before giving up with a message.
+_REACH_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceOptions:
+    """What the command line asked for."""
+
+    source: str = HOLDOUT  # "holdout", a JSONL path, or "-" for standard input
+    rate: float | None = None
+    count: int | None = None
+    loop: bool = False
+    event_time: EventTime = "history"
+    scenarios: Sequence[Scenario] = ()
+    seed: int = 0
+    with_sales: bool = False
+    sale_delay_s: float = 30.0
+
+
+def drafts_for(options: ProduceOptions) -> Iterable[Draft]:
+    """The source's drafts with the scenarios applied, lazily where the source is a stream."""
+    pool = holdout_drafts()  # scenarios sample from and rank by the bundled data
+    if options.source == HOLDOUT:
+        source: Iterable[Draft] = pool
+    elif options.source == "-":
+        source = jsonl_drafts(read_lines(sys.stdin.buffer))
+    else:
+        path = Path(options.source)
+        if not path.is_file():
+            raise DataError(
+                f"--source {options.source}: no such file (expected 'holdout', a JSONL file or -)"
+            )
+        source = jsonl_drafts(read_file_lines(path))
+    if not options.scenarios:
+        return source
+    return ScenarioStream(options.scenarios, seed=options.seed, pool=pool).apply(source)
+
+
+async def produce(
+    settings: Settings,
+    options: ProduceOptions,
+    *,
+    stop: asyncio.Event | None = None,
+    on_progress: Callable[[PublishStats], None] | None = None,
+) -> PublishStats:
+    """Publish by ``options`` to the cluster in ``settings``; returns what was acknowledged."""
+    drafts = drafts_for(options)
+    plan = PublishPlan(
+        topic=settings.topics.listings,
+        sales_topic=settings.topics.sales if options.with_sales else None,
+        sale_delay_s=options.sale_delay_s,
+        rate=options.rate,
+        count=options.count,
+        loop=options.loop,
+        event_time=options.event_time,
+    )
+    await wait_until_reachable(settings.kafka, _REACH_TIMEOUT_S)
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        return await publish(producer, drafts, plan, on_progress=on_progress, stop=stop)
+    finally:
+        await producer.stop()  # flushes what is in flight

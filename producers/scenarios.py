@@ -1,0 +1,259 @@
+"""Drift scenarios: seeded, composable changes to the listing stream.
+
+A scenario is written ``name:key=value,key=value`` (lists with ``|``), e.g.
+``scale:feature=living_area_sqft,factor=0.0929`` (areas sent in square metres) or
+``segment:feature=neighbourhood,top=3,after=800`` (after 800 events, only the three most
+expensive neighbourhoods). Every scenario takes ``after`` (events) and ``after_s`` (seconds) so
+one run shows "stable, then drift", and most take ``share`` (the fraction of events it touches).
+The same ``--seed`` and input give byte-identical output.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from producers.sources import Draft
+from stream.errors import DataError
+from stream.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
+from stream.malformed import MALFORMATIONS, MALFORMATIONS_BY_NAME
+
+NumericFeature = Literal[NUMERIC_FEATURES]  # type: ignore[valid-type]
+CategoricalFeature = Literal[CATEGORICAL_FEATURES]  # type: ignore[valid-type]
+AnyFeature = Literal[FEATURES]  # type: ignore[valid-type]
+Share = Annotated[float, Field(gt=0, le=1, description="fraction of events touched")]
+
+
+class _Scenario(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    after: int = Field(default=0, ge=0, description="start after this many events")
+    after_s: float = Field(default=0.0, ge=0, description="start after this many seconds")
+
+
+class Scale(_Scenario):
+    """Multiply one numeric feature by ``factor`` for a share of events (e.g. other units)."""
+
+    name: Literal["scale"] = "scale"
+    feature: NumericFeature
+    factor: float = Field(gt=0)
+    share: Share = 1.0
+
+
+class Inflate(_Scenario):
+    """Shift prices up: replace a share of listings' features with those of homes from the top
+    ``top`` fraction by sale price of the bundled data (larger, newer, better)."""
+
+    name: Literal["inflate"] = "inflate"
+    share: Share = 0.5
+    top: Share = 0.25
+
+
+class Segment(_Scenario):
+    """Keep only one segment of the market: listings whose ``feature`` is in ``values``, or in
+    the ``top`` categories by median sale price of the bundled data."""
+
+    name: Literal["segment"] = "segment"
+    feature: CategoricalFeature
+    values: tuple[str, ...] = ()
+    top: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Segment:
+        if bool(self.values) == (self.top is not None):
+            raise ValueError("give either values=A|B|... or top=N")
+        return self
+
+
+class Unseen(_Scenario):
+    """Replace a share of one categorical feature with a category never seen in training."""
+
+    name: Literal["unseen"] = "unseen"
+    feature: CategoricalFeature
+    value: str = Field(default="Never_Seen", min_length=1, max_length=64)
+    share: Share = 0.2
+
+
+class Missing(_Scenario):
+    """Set one feature to null (missing) for a share of events."""
+
+    name: Literal["missing"] = "missing"
+    feature: AnyFeature
+    share: Share = 0.2
+
+
+class Malformed(_Scenario):
+    """Replace a share of events by malformed records: every kind the contract tests know,
+    or the ``kinds`` named (see ``stream/malformed.py``)."""
+
+    name: Literal["malformed"] = "malformed"
+    share: Share = 0.05
+    kinds: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _known_kinds(self) -> Malformed:
+        unknown = [k for k in self.kinds if k not in MALFORMATIONS_BY_NAME]
+        if unknown:
+            raise ValueError(
+                f"unknown kinds {unknown}: expected some of {', '.join(MALFORMATIONS_BY_NAME)}"
+            )
+        return self
+
+
+Scenario = Annotated[
+    Scale | Inflate | Segment | Unseen | Missing | Malformed, Field(discriminator="name")
+]
+SCENARIO_TYPES: tuple[type[_Scenario], ...] = (Scale, Inflate, Segment, Unseen, Missing, Malformed)
+_ADAPTER: TypeAdapter[Scenario] = TypeAdapter(Scenario)
+_LIST_FIELDS = {"values", "kinds"}
+
+
+def parse_scenario(text: str) -> Scenario:
+    """Parse ``name:key=value,...``; a bad one raises DataError naming the part and the rule."""
+    name, _, rest = text.partition(":")
+    names = [t.model_fields["name"].default for t in SCENARIO_TYPES]
+    if name not in names:
+        raise DataError(f"unknown scenario {name!r}: expected one of {', '.join(names)}")
+    fields: dict[str, Any] = {"name": name}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise DataError(f"scenario {text!r}: {part!r} should be key=value")
+        fields[key] = tuple(value.split("|")) if key in _LIST_FIELDS else value
+    try:
+        return _ADAPTER.validate_python(fields, strict=False)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or name}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False)
+        )
+        raise DataError(f"scenario {text!r}: {problems}") from None
+
+
+def describe_scenarios() -> str:
+    """What ``appraise produce --list-scenarios`` prints: each scenario, its fields, defaults."""
+    blocks = []
+    for kind in SCENARIO_TYPES:
+        fields = []
+        for field_name, info in kind.model_fields.items():
+            if field_name == "name":
+                continue
+            default = "required" if info.is_required() else f"default {info.default!r}"
+            fields.append(f"    {field_name} ({default})")
+        doc = " ".join((kind.__doc__ or "").replace("``", "").split())
+        name = kind.model_fields["name"].default
+        blocks.append(f"{name}: {doc}\n" + "\n".join(fields))
+    return "\n\n".join(blocks)
+
+
+class ScenarioStream:
+    """Applies scenarios in order to a stream of drafts; seeded, so a run repeats exactly.
+
+    ``pool`` is the bundled data set's drafts: ``inflate`` samples from it and ``segment top=N``
+    ranks categories by its sale prices.
+    """
+
+    def __init__(
+        self,
+        scenarios: Sequence[Scenario],
+        *,
+        seed: int,
+        pool: Sequence[Draft],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.scenarios = tuple(scenarios)
+        self._rngs = [np.random.default_rng([seed, i]) for i in range(len(self.scenarios))]
+        self._clock = clock
+        self._started: float | None = None
+        self._seen = 0
+        self._upmarket = {
+            i: _top_by_price(pool, s.top)
+            for i, s in enumerate(self.scenarios)
+            if isinstance(s, Inflate)
+        }
+        self._segments = {
+            i: frozenset(s.values) if s.top is None else _top_categories(pool, s.feature, s.top)
+            for i, s in enumerate(self.scenarios)
+            if isinstance(s, Segment)
+        }
+
+    def segment_values(self) -> dict[int, frozenset[str]]:
+        """The categories each segment scenario keeps (by its position), for the run's log."""
+        return dict(self._segments)
+
+    def apply(self, drafts: Iterable[Draft]) -> Iterator[Draft]:
+        """The drafts after every active scenario; a segment drops what is outside it."""
+        for draft in drafts:
+            if self._started is None:
+                self._started = self._clock()
+            changed: Draft | None = draft
+            elapsed = self._clock() - self._started
+            for i, scenario in enumerate(self.scenarios):
+                if changed is None:
+                    break
+                if self._seen >= scenario.after and elapsed >= scenario.after_s:
+                    changed = self._one(i, scenario, changed)
+            self._seen += 1
+            if changed is not None:
+                yield changed
+
+    def _one(self, i: int, scenario: Scenario, draft: Draft) -> Draft | None:
+        listing = draft.listing
+        if listing is None:  # already raw bytes: nothing a scenario can change
+            return draft
+        rng = self._rngs[i]
+        if isinstance(scenario, Segment):
+            return draft if listing.get(scenario.feature) in self._segments[i] else None
+        if rng.random() >= scenario.share:
+            return draft
+        if isinstance(scenario, Scale):
+            value = listing.get(scenario.feature)
+            if value is None:
+                return draft
+            scaled = value * scenario.factor
+            # counts and years stay integers: the contract refuses 2.5 garage cars
+            scaled = round(scaled) if isinstance(value, int) else scaled
+            return replace(draft, listing={**listing, scenario.feature: scaled})
+        if isinstance(scenario, Inflate):
+            upmarket = self._upmarket[i]
+            features, price = upmarket[int(rng.integers(len(upmarket)))]
+            return replace(draft, listing={**listing, **features}, sale_price=price)
+        if isinstance(scenario, Unseen):
+            return replace(draft, listing={**listing, scenario.feature: scenario.value})
+        if isinstance(scenario, Missing):
+            return replace(draft, listing={**listing, scenario.feature: None})
+        kinds = scenario.kinds or tuple(m.name for m in MALFORMATIONS)
+        malformation = MALFORMATIONS_BY_NAME[kinds[int(rng.integers(len(kinds)))]]
+        return Draft(listing=None, raw=malformation.make(listing), key=draft.key)
+
+
+def _top_by_price(pool: Sequence[Draft], top: float) -> list[tuple[dict[str, Any], float]]:
+    """The features and sale price of the ``top`` fraction of the pool by price."""
+    priced = sorted(
+        (
+            ({name: d.listing[name] for name in FEATURES}, d.sale_price)
+            for d in pool
+            if d.sale_price is not None and d.listing is not None
+        ),
+        key=lambda pair: pair[1],
+    )
+    if not priced:
+        raise DataError("inflate needs priced listings to sample from; the pool has none")
+    return priced[-max(1, round(len(priced) * top)) :]
+
+
+def _top_categories(pool: Sequence[Draft], feature: str, top: int) -> frozenset[str]:
+    prices: dict[str, list[float]] = {}
+    for draft in pool:
+        if draft.listing is not None and draft.sale_price is not None:
+            category = draft.listing.get(feature)
+            if isinstance(category, str):
+                prices.setdefault(category, []).append(draft.sale_price)
+    ranked = sorted(prices, key=lambda c: float(np.median(prices[c])), reverse=True)
+    return frozenset(ranked[:top])
