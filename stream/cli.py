@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -17,6 +18,9 @@ from stream.errors import AppraiseError
 from stream.events import EVENT_TYPES, json_schema
 from stream.progress import progress
 from stream.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from producers.replay import Comparison, ReplayProgress
 
 app = typer.Typer(
     name="appraise",
@@ -82,6 +86,9 @@ def train(
         Path | None,
         typer.Option("--out", help="model directory [default: APPRAISE_MODEL_DIR, models/current]"),
     ] = None,
+    years: Annotated[
+        str, typer.Option(help="training years, FIRST-LAST; the other years are the hold-out")
+    ] = "2006-2007",
 ) -> None:
     """Train the price model on the 2006-2007 sales and write it with its reference profile.
 
@@ -90,10 +97,19 @@ def train(
     """
     from stream.model import train as train_model
 
+    first, sep, last = years.partition("-")
+    if not (sep and first.isdigit() and last.isdigit() and int(first) <= int(last)):
+        raise typer.BadParameter(
+            f"{years!r}: expected FIRST-LAST, e.g. 2006-2007", param_hint="--years"
+        )
     settings = load_settings()
     target = settings.model_dir if out_dir is None else out_dir
     with err.status("training…") as status:
-        card = train_model(target, progress=lambda step: status.update(f"training: {step}"))
+        card = train_model(
+            target,
+            progress=lambda step: status.update(f"training: {step}"),
+            years=(int(first), int(last)),
+        )
     holdout = card.holdout
     out.print(
         f"model {card.model_version} written to {target}\n"
@@ -176,6 +192,176 @@ def produce(
             + (f" and {stats.sales:,} sales" if with_sales else "")
             + f" in {stats.elapsed_s:,.1f} s ({stats.rate:,.0f}/s){stopped}"
         )
+
+    _run_until_signal(run)
+
+
+@app.command()
+def replay(
+    topic: Annotated[
+        str | None, typer.Option(help="topic to read [default: the listings topic]")
+    ] = None,
+    partition: Annotated[
+        list[int] | None, typer.Option(help="only these partitions (repeatable) [default: all]")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--from", help="first record time: RFC 3339, 'now', or relative like -2h"),
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="end of the time range (exclusive)")] = None,
+    from_offset: Annotated[
+        int | None, typer.Option(min=0, help="first offset per partition")
+    ] = None,
+    until_offset: Annotated[
+        int | None, typer.Option(min=0, help="end offset per partition (exclusive)")
+    ] = None,
+    to: Annotated[str | None, typer.Option(help="re-publish the records to this topic")] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001, help="with --to: pace as it happened, this many times faster [default: max]"
+        ),
+    ] = None,
+    rescore: Annotated[
+        Path | None, typer.Option(help="score the listings with this candidate model and compare")
+    ] = None,
+    champion: Annotated[
+        Path | None,
+        typer.Option(
+            help="with --rescore: the model to compare against [default: APPRAISE_MODEL_DIR]"
+        ),
+    ] = None,
+    move_pct: Annotated[
+        float,
+        typer.Option(
+            min=0, help="with --rescore: a price 'moves' when it changes by more than this %"
+        ),
+    ] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="with --rescore: print JSON")] = False,
+) -> None:
+    """Read a range of a topic again: re-publish it (--to) or score it with a candidate model
+    and compare with the champion (--rescore)."""
+    from producers.replay import ReplayRange, parse_time, republish
+    from producers.replay import rescore as run_rescore
+
+    if (to is None) == (rescore is None):
+        raise typer.BadParameter("give exactly one of --to TOPIC or --rescore MODEL_DIR")
+    settings = load_settings()
+    selection = ReplayRange(
+        topic=topic or settings.topics.listings,
+        partitions=tuple(partition or ()),
+        start_ms=None if since is None else parse_time(since),
+        end_ms=None if until is None else parse_time(until),
+        start_offset=from_offset,
+        end_offset=until_offset,
+    )
+
+    async def run(stopping: asyncio.Event) -> None:
+        with progress(err, f"replaying {selection.topic}", None, "records") as report:
+
+            def on_progress(p: ReplayProgress) -> None:
+                report(p.done)
+
+            if to is not None:
+                done = await republish(
+                    settings, selection, to, speed=speed, stop=stopping, on_progress=on_progress
+                )
+                verb = "stopped after" if stopping.is_set() else "replayed"
+                out.print(
+                    f"{verb} {done.done:,} records of {selection.describe()} to {to!r}; "
+                    f"next offsets per partition: {done.where()}"
+                )
+                return
+            assert rescore is not None  # noqa: S101 - checked above
+            result = await run_rescore(
+                settings,
+                selection,
+                rescore,
+                champion_dir=champion,
+                move_threshold=move_pct / 100,
+                stop=stopping,
+                on_progress=on_progress,
+            )
+        if as_json:
+            sys.stdout.write(
+                orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
+            )
+        else:
+            _print_comparison(result)
+
+    _run_until_signal(run)
+
+
+def _print_comparison(result: Comparison) -> None:
+    from rich.table import Table
+
+    def money(value: float | None) -> str:
+        return "n/a" if value is None else f"${value:,.0f}"
+
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    table = Table(title=f"champion vs candidate on {result.scored:,} listings ({result.range})")
+    table.add_column("")
+    table.add_column(f"champion {result.champion.version}", justify="right")
+    table.add_column(f"candidate {result.candidate.version}", justify="right")
+    for name in result.champion.quantiles:
+        table.add_row(
+            f"price {name}",
+            money(result.champion.quantiles[name]),
+            money(result.candidate.quantiles[name]),
+        )
+    table.add_row(
+        f"MAE ({result.labelled:,} sold)", money(result.champion.mae), money(result.candidate.mae)
+    )
+    table.add_row(
+        f"MAPE ({result.labelled:,} sold)",
+        share(result.champion.mape),
+        share(result.candidate.mape),
+    )
+    out.print(table)
+    out.print(
+        f"absolute difference: mean {money(result.mean_abs_diff)}, "
+        f"p95 {money(result.p95_abs_diff)}; "
+        f"{result.moved_share:.1%} of listings move by more than {result.move_threshold:.0%}; "
+        f"{result.invalid:,} invalid records skipped"
+    )
+
+
+@app.command()
+def up(
+    rate: Annotated[float, typer.Option(min=0.1, help="listings per second to publish")] = 20.0,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a drift scenario for the producer (see appraise produce --list-scenarios)"
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the scenarios")] = 0,
+    bootstrap_servers: Annotated[
+        str | None,
+        typer.Option(help="use this Kafka cluster instead of starting the embedded broker"),
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="where the parts' logs go [default: runs/<UTC time>]")
+    ] = None,
+) -> None:
+    """Run appraise on this machine: broker, model, scorer and producer, until Ctrl-C."""
+    from producers.scenarios import parse_scenario
+    from stream.up import UpOptions, run_up
+
+    for text in scenario or []:
+        parse_scenario(text)  # a bad scenario stops here, before anything starts
+    settings = load_settings()
+    options = UpOptions(
+        rate=rate, scenarios=tuple(scenario or ()), seed=seed, bootstrap_servers=bootstrap_servers
+    )
+    if run_dir is not None:
+        options = dataclasses.replace(options, run_dir=run_dir)
+
+    async def run(stopping: asyncio.Event) -> None:
+        await run_up(settings, options, stopping, lambda line: out.print(line, markup=False))
+        out.print("stopped")
 
     _run_until_signal(run)
 

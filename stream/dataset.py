@@ -53,17 +53,29 @@ def load_ames() -> pd.DataFrame:
     return frame
 
 
-def _years(frame: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
+def rows_between(frame: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
+    """The sales of the years ``first`` to ``last`` (inclusive), in time order."""
     years = frame["sold_at"].dt.year
     chosen: pd.DataFrame = frame[(years >= first) & (years <= last)]
-    return chosen.sort_values(["sold_at", "listing_id"], kind="stable").reset_index(drop=True)
+    return _in_time_order(chosen)
+
+
+def rows_outside(frame: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
+    """The sales of every other year, in time order."""
+    years = frame["sold_at"].dt.year
+    chosen: pd.DataFrame = frame[(years < first) | (years > last)]
+    return _in_time_order(chosen)
+
+
+def _in_time_order(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["sold_at", "listing_id"], kind="stable").reset_index(drop=True)
 
 
 def training_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The sales of 2006-2007 (the model's training period), in time order."""
-    return _years(frame, *TRAINING_YEARS)
+    return rows_between(frame, *TRAINING_YEARS)
 
 
 def holdout_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The sales of 2008-2010 (streamed and used as the hold-out), in time order."""
-    return _years(frame, *HOLDOUT_YEARS)
+    return rows_between(frame, *HOLDOUT_YEARS)

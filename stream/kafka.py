@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
 
-from stream.errors import BrokerError, ConfigError
+from stream.errors import BrokerError, ConfigError, DataError
 from stream.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
@@ -265,6 +265,20 @@ async def ensure_topics(
     return created
 
 
+async def topic_partitions(kafka: KafkaSettings, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic``; DataError if it does not exist. (On Tansu, asking for a
+    missing topic's metadata creates it empty, so there it shows up as a topic with no data.)"""
+    admin = make_admin(kafka)
+    try:
+        await admin.start()
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if not described or described[0]["error_code"] != 0 or not described[0]["partitions"]:
+        raise DataError(f"topic {topic!r} does not exist at {kafka.bootstrap_servers}")
+    return sorted(TopicPartition(topic, p["partition"]) for p in described[0]["partitions"])
+
+
 def _topic_error(
     name: str, spec: TopicLike, error: type[KafkaError], message: str | None
 ) -> BrokerError | ConfigError:
@@ -356,20 +370,77 @@ async def read_time_range(
     in ``partitions`` when the call starts (the end is fixed first, so a live topic still ends).
 
     ``timestamp`` is the record's own (CreateTime, or LogAppendTime on topics configured so).
-    Reading starts at :func:`offsets_for_time` (a hint) and stops at
-    :func:`end_offsets_via_highwater`. Raise :class:`BrokerError` if no partition makes progress
-    for ``stall_timeout_s``. Close the iterator when stopping early
-    (``contextlib.aclosing``) so its consumer is closed at once.
+    Reading starts at :func:`offsets_for_time` (a hint) and stops at the high watermarks.
+    Raise :class:`BrokerError` if no partition makes progress for ``stall_timeout_s``. Close the
+    iterator when stopping early (``contextlib.aclosing``) so its consumer is closed at once.
+    """
+    ranges = read_range(
+        kafka,
+        partitions,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        max_records=max_records,
+        stall_timeout_s=stall_timeout_s,
+    )
+    async with contextlib.aclosing(ranges) as batches:
+        async for batch in batches:
+            yield batch
+
+
+@dataclass(frozen=True, slots=True)
+class RangeBounds:
+    """Where a range read starts and stops in each partition (end exclusive)."""
+
+    starts: dict[TopicPartition, int]
+    ends: dict[TopicPartition, int]
+
+    @property
+    def records(self) -> int:
+        """How many offsets lie between the starts and the ends (before any time filter)."""
+        return sum(max(0, self.ends[tp] - self.starts[tp]) for tp in self.ends)
+
+
+async def read_range(
+    kafka: KafkaSettings,
+    partitions: Iterable[TopicPartition],
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    start_offsets: Mapping[TopicPartition, int] | None = None,
+    end_offsets: Mapping[TopicPartition, int] | None = None,
+    max_records: int = 1_000,
+    stall_timeout_s: float = 30.0,
+    on_bounds: Callable[[RangeBounds], None] | None = None,
+) -> AsyncGenerator[list[ConsumerRecord], None]:
+    """Yield, in batches, exactly the records of ``partitions`` inside the given bounds: offsets
+    in ``[start_offsets, end_offsets)`` (default: the whole partition as it is when the call
+    starts) and timestamps in ``[start_ms, end_ms)`` (default: any).
+
+    The end is fixed first from the high watermarks, so a live topic still ends; a time start
+    is only a hint for where to begin (:func:`offsets_for_time`), every record is filtered by its
+    own timestamp. ``on_bounds`` learns the offsets before the first batch (for progress).
     """
     tps = list(partitions)
     async with _reader(kafka) as consumer:
         consumer.assign(tps)
-        ends = await _fetch_highwaters(consumer, tps, stall_timeout_s)
-        starts = await offsets_for_time(consumer, tps, start_ms)
+        highwaters = await _fetch_highwaters(consumer, tps, stall_timeout_s)
+        ends = {
+            tp: min(highwaters[tp], (end_offsets or highwaters).get(tp, highwaters[tp]))
+            for tp in tps
+        }
+        starts = dict.fromkeys(tps, 0)
+        if start_ms is not None:
+            starts = await offsets_for_time(consumer, tps, start_ms)
+        if start_offsets is not None:
+            starts = {tp: max(starts[tp], start_offsets.get(tp, 0)) for tp in tps}
+        if on_bounds is not None:
+            on_bounds(RangeBounds(starts, ends))
         todo = {tp for tp in tps if starts[tp] < ends[tp]}
         for tp in tps:
             consumer.seek(tp, min(starts[tp], ends[tp]))
         consumer.pause(*(set(tps) - todo))
+        low = -1 if start_ms is None else start_ms
+        high = None if end_ms is None else end_ms
         while todo:
             fetched = await consumer.getmany(
                 *todo, timeout_ms=int(stall_timeout_s * 1000), max_records=max_records
@@ -382,7 +453,11 @@ async def read_time_range(
             batch = []
             for tp, records in fetched.items():
                 batch += [
-                    r for r in records if r.offset < ends[tp] and start_ms <= r.timestamp < end_ms
+                    r
+                    for r in records
+                    if r.offset < ends[tp]
+                    and r.timestamp >= low
+                    and (high is None or r.timestamp < high)
                 ]
                 if await consumer.position(tp) >= ends[tp]:
                     todo.discard(tp)

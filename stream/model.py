@@ -160,7 +160,7 @@ class Period(_Card):
 class TrainingInfo(_Card):
     """The rows the model learned from."""
 
-    rows: int = Field(description="2006-2007 sales used to fit, validation split excluded")
+    rows: int = Field(description="sales of the training years, validation split excluded")
     period: Period
     validation_rows: int
     validation_fraction: float
@@ -169,7 +169,8 @@ class TrainingInfo(_Card):
 
 
 class HoldoutInfo(_Card):
-    """Figures on the 2008-2010 sales: r2 and mae on price (US dollars), mape as a fraction."""
+    """Figures on the sales outside the training years (2008-2010 by default): r2 and mae on
+    price (US dollars), mape as a fraction."""
 
     r2: float
     mae: float
@@ -209,8 +210,14 @@ def library_versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in _LIBRARIES}
 
 
-def train(out_dir: Path, *, progress: Callable[[str], None] | None = None) -> ModelCard:
-    """Train on the 2006-2007 sales, evaluate on 2008-2010, write the model directory.
+def train(
+    out_dir: Path,
+    *,
+    progress: Callable[[str], None] | None = None,
+    years: tuple[int, int] = dataset.TRAINING_YEARS,
+) -> ModelCard:
+    """Train on the sales of ``years`` (inclusive; 2006-2007 by default), evaluate on all other
+    sales (2008-2010 by default), write the model directory.
 
     Deterministic: the same data, code and library versions give the same ``model_version``
     (only ``trained_at`` and the timing differ). ``progress`` gets one line per step.
@@ -219,14 +226,19 @@ def train(out_dir: Path, *, progress: Callable[[str], None] | None = None) -> Mo
     started = time.perf_counter()
     say("loading the bundled Ames data")
     everything = dataset.load_ames()
-    training = dataset.training_rows(everything)
-    holdout = dataset.holdout_rows(everything)
+    training = dataset.rows_between(everything, *years)
+    holdout = dataset.rows_outside(everything, *years)
+    if training.empty or holdout.empty:
+        raise DataError(
+            f"training years {years[0]}-{years[1]} leave no sales to train on or to hold out: "
+            "the bundled data covers 2006-2010"
+        )
     order = np.random.default_rng(SPLIT_SEED).permutation(len(training))
     n_validation = round(VALIDATION_FRACTION * len(training))
     validation = training.iloc[np.sort(order[:n_validation])]
     fit_rows = training.iloc[np.sort(order[n_validation:])]
 
-    say(f"fitting on {len(fit_rows)} sales of 2006-2007")
+    say(f"fitting on {len(fit_rows)} sales of {years[0]}-{years[1]}")
     pipeline = build_pipeline()
     # One OpenMP thread: the fit sums gradients in parallel, and a fixed order of additions is
     # what makes the fitted trees identical on every machine. It is also faster on data this
@@ -235,7 +247,7 @@ def train(out_dir: Path, *, progress: Callable[[str], None] | None = None) -> Mo
         pipeline.fit(feature_frame(fit_rows), np.log(fit_rows[TARGET].to_numpy()))
     predict = _price_predictor(pipeline)
 
-    say(f"evaluating on {len(holdout)} sales of 2008-2010")
+    say(f"evaluating on {len(holdout)} sales of the other years")
     actual = holdout[TARGET].to_numpy(dtype=np.float64)
     predicted = predict(feature_frame(holdout))
     libraries = library_versions()
