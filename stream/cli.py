@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import typer
@@ -18,6 +19,8 @@ from stream.errors import AppraiseError
 from stream.events import EVENT_TYPES, json_schema
 from stream.progress import progress
 from stream.settings import Settings, load_settings
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from producers.replay import Comparison, ReplayProgress
@@ -346,7 +349,8 @@ def up(
         Path | None, typer.Option(help="where the parts' logs go [default: runs/<UTC time>]")
     ] = None,
 ) -> None:
-    """Run appraise on this machine: broker, model, scorer and producer, until Ctrl-C."""
+    """Run appraise on this machine: broker, model, scorer, stream app and producer, until
+    Ctrl-C."""
     from producers.scenarios import parse_scenario
     from stream.up import UpOptions, run_up
 
@@ -364,6 +368,154 @@ def up(
         out.print("stopped")
 
     _run_until_signal(run)
+
+
+@app.command()
+def score() -> None:
+    """Run the scorer: consume listings, publish predictions, dead letters and pane partials.
+
+    Metrics and health on APPRAISE_METRICS__HOST:APPRAISE_METRICS__SCORER_PORT (/metrics,
+    /healthz, /readyz). SIGTERM or Ctrl-C drains: the batch in hand is finished, delivered and
+    committed; a second signal exits at once.
+    """
+    from consumers.__main__ import main as run_scorer
+
+    raise SystemExit(run_scorer())
+
+
+@app.command()
+def aggregate() -> None:
+    """Run the stream app: pane partials into event-time windows of quantiles and drift, sale
+    labels into realised error. Metrics on APPRAISE_METRICS__STREAM_PORT (9401)."""
+    from stream.aggregate.service import run_aggregate
+
+    settings = load_settings()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def run(stopping: asyncio.Event) -> None:
+        def ready(aggregator: Any, server: Any) -> None:
+            out.print(
+                f"stream app ready in {aggregator.ready_after_s:.1f} s; "
+                f"metrics on {server.url}/metrics"
+            )
+
+        await run_aggregate(settings, stopping, on_ready=ready)
+
+    _run_until_signal(run)
+
+
+bench_app = typer.Typer(
+    help="Benchmarks: figures and ratios against baselines measured in the same run.",
+    no_args_is_help=False,
+)
+app.add_typer(bench_app, name="bench")
+
+EventsOption = Annotated[int, typer.Option(min=1_000, help="listing events to publish")]
+EmbeddedOption = Annotated[
+    bool, typer.Option(help="run on a fresh embedded broker instead of the configured one")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
+
+@bench_app.callback(invoke_without_command=True)
+def bench_all(
+    ctx: typer.Context,
+    events: EventsOption = 200_000,
+    embedded: EmbeddedOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the scorer and the aggregation benchmarks and print one report, ratios first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from consumers.bench import bench_scorer, format_result
+    from stream.aggregate.bench import bench_aggregate
+    from stream.aggregate.bench import format_result as format_aggregate
+
+    settings = load_settings()
+
+    async def run(here: Settings) -> tuple[Any, Any]:
+        scored = await bench_scorer(here, here.scorer, events=events, progress=err.print)
+        aggregated = await bench_aggregate(here, here.scorer, events=events, progress=err.print)
+        return scored, aggregated
+
+    scored, aggregated = asyncio.run(_on_broker(settings, embedded, run))
+    if as_json:
+        both = {
+            "scorer": orjson.loads(scored.to_json()),
+            "aggregate": orjson.loads(aggregated.to_json()),
+        }
+        sys.stdout.write(orjson.dumps(both, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    out.print(
+        f"ratios: scorer/pipe {scored.ratio_to_pipe:.2f} (target ≥ 0.5), "
+        f"scorer/per-event {scored.speedup_vs_per_event:,.0f}x (≥ 50), "
+        f"aggregation/scorer {aggregated.ratio_to_scorer:,.1f} (≥ 1.0)\n",
+        markup=False,
+    )
+    out.print(format_result(scored, settings.scorer), markup=False)
+    out.print(format_aggregate(aggregated), markup=False)
+
+
+@bench_app.command("scorer")
+def bench_scorer_cmd(
+    events: EventsOption = 200_000,
+    rate: Annotated[float, typer.Option(min=1, help="offered events/s of the lag run")] = 5_000.0,
+    embedded: EmbeddedOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The scorer against the raw pipe and a per-event price service, on the same broker."""
+    from consumers.bench import bench_scorer, format_result
+
+    settings = load_settings()
+
+    async def run(here: Settings) -> Any:
+        return await bench_scorer(here, here.scorer, events=events, rate=rate, progress=err.print)
+
+    result = asyncio.run(_on_broker(settings, embedded, run))
+    out.print(
+        result.to_json().decode() if as_json else format_result(result, settings.scorer),
+        markup=False,
+    )
+
+
+@bench_app.command("aggregate")
+def bench_aggregate_cmd(
+    events: EventsOption = 200_000,
+    join_events: Annotated[int, typer.Option(min=100, help="sales sent through the join")] = 5_000,
+    embedded: EmbeddedOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The stream app's aggregation against the scorer's rate, measured in the same run."""
+    from stream.aggregate.bench import bench_aggregate, format_result
+
+    settings = load_settings()
+
+    async def run(here: Settings) -> Any:
+        return await bench_aggregate(
+            here, here.scorer, events=events, join_events=join_events, progress=err.print
+        )
+
+    result = asyncio.run(_on_broker(settings, embedded, run))
+    out.print(result.to_json().decode() if as_json else format_result(result), markup=False)
+
+
+async def _on_broker(
+    settings: Settings, embedded: bool, run: Callable[[Settings], Awaitable[_T]]
+) -> _T:
+    """Run ``run`` on the configured broker, or on a fresh embedded one; train a model first
+    if the model directory has none."""
+    from stream.broker import EmbeddedBroker
+    from stream.model import CARD_FILE, train
+
+    if not (settings.model_dir / CARD_FILE).is_file():
+        err.print(f"no model in {settings.model_dir}: training one")
+        await asyncio.to_thread(train, settings.model_dir)
+    if not embedded:
+        return await run(settings)
+    async with EmbeddedBroker(port=0, topics=settings.topics) as broker:
+        return await run(settings.model_copy(update={"kafka": broker.kafka}))
 
 
 def _with_broker_port(settings: Settings, port: int) -> Settings:

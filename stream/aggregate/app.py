@@ -1,0 +1,371 @@
+"""The faust-streaming app: pane partials into event-time windows, and sales joined to predictions.
+
+Agents (each one stream over all its assigned partitions):
+
+``route-panes``
+    ``prediction-panes`` → ``<app id>-panes-by-model``, re-keyed by model version. The scorer keys
+    a pane by pane start and version, so one window's panes would sit in every partition; after
+    re-keying, all windows of a version are updated from one partition, so each table entry has
+    one changelog partition and a restarted worker recovers it whole.
+``aggregate-panes``
+    merges the partials into pane states and closes windows (``stream.aggregate.aggregator``);
+    one record per closed window to ``prediction-windows`` and the gauges.
+``store-predictions`` / ``join-sales``
+    ``predictions`` and ``sales`` are co-partitioned (keyed by listing_id, same partition count):
+    the first keeps each listing's latest prediction in a table (with a retention), the second
+    looks the sale up and sends the pair to ``<app id>-errors-by-model``, re-keyed by version.
+    They read their own topics at their own pace: the scorer never waits for them, and their
+    lag is exported (``appraise_consumer_lag_records``).
+``aggregate-errors``
+    realised error (MAE, MAPE) per window of sale time.
+
+Window state lives in faust tables (memory store, changelog-backed): a restarted worker reads the
+changelogs back and continues its open windows. On the embedded broker (Tansu) the changelog is
+read only up to its wrong end offset (EMBEDDED_KAFKA.md), so the newest few table updates before
+a restart can be lost; on Apache Kafka recovery is exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import TracebackType
+from typing import Any, Final, NamedTuple, Self
+
+import faust
+import orjson
+
+from stream.aggregate.aggregator import ErrorWindows, Outcome, PaneWindows
+from stream.aggregate.join import Retention, StoredPrediction
+from stream.aggregate.metrics import AggregateMetrics
+from stream.aggregate.windows import window_specs
+from stream.errors import DataError
+from stream.events import InvalidEvent, PredictionEvent, SaleEvent, decode
+from stream.kafka import client_kwargs, consumer_kwargs
+from stream.profile import ReferenceProfile
+from stream.settings import KafkaSettings, Settings
+
+log = logging.getLogger(__name__)
+
+#: How often the consumer-lag gauges are refreshed, in seconds.
+LAG_REFRESH_S: Final = 1.0
+# Above the session timeout, as faust requires, and at least the client setting.
+_REQUEST_TIMEOUT_MARGIN_S: Final = 5.0
+# A table key no record uses: the tombstones that seal the changelogs on stop.
+_SEAL_KEY: Final = "__appraise_seal__"
+
+
+def faust_settings(settings: Settings) -> dict[str, Any]:
+    """faust ``App`` keyword arguments for ``settings``.
+
+    The broker timings mirror ``stream.kafka.consumer_kwargs`` (the one place for the Tansu
+    workarounds and client settings): a 6 s session and 1 s heartbeat make the worker ready in
+    about 5 s on Tansu instead of about 31 s with faust's defaults; new groups start at
+    ``earliest`` because Tansu's LATEST offset is wrong.
+    """
+    kafka = settings.kafka
+    consumer = consumer_kwargs(kafka, None)
+    session_s = consumer["session_timeout_ms"] / 1000
+    return {
+        "broker": [f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
+        "broker_client_id": kafka.client_id,
+        "broker_credentials": faust_credentials(kafka),
+        "broker_session_timeout": session_s,
+        "broker_heartbeat_interval": consumer["heartbeat_interval_ms"] / 1000,
+        "broker_request_timeout": max(
+            kafka.request_timeout_ms / 1000, session_s + _REQUEST_TIMEOUT_MARGIN_S
+        ),
+        "consumer_auto_offset_reset": consumer["auto_offset_reset"],
+        "producer_acks": -1,  # "all", as stream.kafka.producer_kwargs
+        # Explicit partitions for the internal and changelog topics: the same count as the
+        # project's topics, which faust requires of a source and its tables' changelogs.
+        "topic_partitions": settings.topics.partitions,
+        "topic_replication_factor": settings.topics.replication_factor,
+        # State is rebuilt from the changelogs at start; no RocksDB to install.
+        "store": "memory://",
+        "web_enabled": False,
+    }
+
+
+def faust_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
+    """faust's form of the security settings (None for PLAINTEXT)."""
+    kwargs = client_kwargs(kafka)
+    context = kwargs.get("ssl_context")
+    if kafka.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if kafka.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        return faust.SASLCredentials(
+            username=kwargs["sasl_plain_username"],
+            password=kwargs["sasl_plain_password"],
+            mechanism=kwargs["sasl_mechanism"],
+            ssl_context=context,
+        )
+    return None
+
+
+class Activity(NamedTuple):
+    """Records of one topic that reached an agent: monotonic times of the first and the latest,
+    and their count."""
+
+    first: float
+    last: float
+    records: int
+
+
+class AggregateApp:
+    """The stream app as a component: ``start()`` returns once the worker is ready (partitions
+    assigned, tables recovered); ``stop()`` leaves the group; ``async with`` does both.
+
+    Build a new one to restart (a faust ``App`` is not restartable).
+
+    Args:
+        settings: project settings (``kafka``, ``topics``, ``aggregate``, ``max_event_bytes``).
+        profile: the reference profile drift is measured against.
+        metrics: where the gauges and counters go.
+    """
+
+    def __init__(
+        self, settings: Settings, profile: ReferenceProfile, metrics: AggregateMetrics
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        agg = settings.aggregate
+        topics = settings.topics
+        self.app = app = faust.App(agg.app_id, **faust_settings(settings))
+        raw: dict[str, Any] = {
+            "key_type": bytes,
+            "value_type": bytes,
+            "key_serializer": "raw",
+            "value_serializer": "raw",
+            "partitions": topics.partitions,
+        }
+        self.panes_topic = app.topic(topics.panes, **raw)
+        self.panes_by_model = app.topic(f"{agg.app_id}-panes-by-model", internal=True, **raw)
+        self.predictions_topic = app.topic(topics.predictions, **raw)
+        self.sales_topic = app.topic(topics.sales, **raw)
+        self.errors_by_model = app.topic(f"{agg.app_id}-errors-by-model", internal=True, **raw)
+        self.windows_topic = app.topic(topics.windows, **raw)
+
+        def table(name: str) -> Any:
+            return app.Table(name, default=None, key_type=str, value_type=str)
+
+        specs = window_specs(agg)
+        self.pane_windows = PaneWindows(
+            specs, agg, profile, table("pane-states"), table("pane-clocks")
+        )
+        self.error_windows = ErrorWindows(
+            specs, agg.allowed_lateness_seconds, table("error-panes"), table("error-clocks")
+        )
+        self.recent = table("recent-predictions")
+        self.retention = Retention(agg.prediction_retention_seconds)
+        self.recent.on_recover(self._rebuild_retention)
+        self._sources: set[str] = set()
+        if agg.windows_enabled:
+            app.agent(self.panes_topic, name="route-panes")(self._route_panes)
+            app.agent(self.panes_by_model, name="aggregate-panes")(self._aggregate_panes)
+            self._sources |= {topics.panes, self.panes_by_model.get_topic_name()}
+        if agg.join_enabled:
+            app.agent(self.predictions_topic, name="store-predictions")(self._store_predictions)
+            app.agent(self.sales_topic, name="join-sales")(self._join_sales)
+            app.agent(self.errors_by_model, name="aggregate-errors")(self._aggregate_errors)
+            self._sources |= {
+                topics.predictions,
+                topics.sales,
+                self.errors_by_model.get_topic_name(),
+            }
+        app.timer(LAG_REFRESH_S, name="refresh-lag")(self._refresh_lag)
+        self._next_offsets: dict[tuple[str, int], int] = {}
+        #: Per source topic: when its first and latest record reached an agent, and how many.
+        self.activity: dict[str, Activity] = {}
+        self.ready = False
+        self._started = False
+        #: Seconds from start() until the worker was ready (set by start()).
+        self.ready_after_s: float | None = None
+        #: Records published to ``prediction-windows`` by this instance.
+        self.published = 0
+
+    async def start(self) -> None:
+        """Start the worker; return once partitions are assigned and tables recovered."""
+        started = time.perf_counter()
+        self._started = True
+        await self.app.start()
+        self.ready_after_s = time.perf_counter() - started
+        self.ready = True
+        log.info("stream app %s ready in %.1f s", self.app.conf.id, self.ready_after_s)
+
+    async def stop(self) -> None:
+        """Stop the worker (commits, leaves the group); idempotent."""
+        self.ready = False
+        started, self._started = self._started, False
+        if started:
+            if self.ready_after_s is not None:
+                await self._seal_changelogs()
+            await self.app.stop()
+
+    async def _seal_changelogs(self) -> None:
+        """End every changelog partition with a record of its own, in its own batch.
+
+        Tansu answers ListOffsets LATEST with the newest batch's base offset + 1, and faust
+        recovers a table only up to that offset, so the rest of a multi-record last batch would
+        be lost at the next start (EMBEDDED_KAFKA.md). After a flush, one tombstone of a key no
+        one uses per partition is a batch of one, and everything before it is recovered. Harmless
+        on Apache Kafka. A crashed worker cannot do this: there the newest updates may be lost.
+        """
+        await self.app.producer.flush()
+        for table in self.app.tables.values():
+            for partition in range(self.settings.topics.partitions):
+                table.send_changelog(partition, _SEAL_KEY, None, value_serializer="raw")
+        await self.app.producer.flush()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- agents --------------------------------------------------------------------------------
+
+    async def _route_panes(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            self._seen(event)
+            key = event.key or b""
+            _, sep, version = key.decode("utf-8", errors="replace").partition("/")
+            if not sep or not version:
+                self.metrics.panes_invalid.inc()
+                log.warning("pane record without a <start>/<model version> key: %.80r", key)
+                continue
+            self.metrics.panes.inc()
+            await self.panes_by_model.send(key=version.encode(), value=event.value)
+
+    async def _aggregate_panes(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            self._seen(event)
+            try:
+                outcome = self.pane_windows.process(event.value)
+            except DataError as exc:
+                self.metrics.panes_invalid.inc()
+                log.warning("pane record not used: %s", exc)
+                continue
+            await self._publish(outcome)
+
+    async def _store_predictions(self, stream: faust.StreamT[bytes]) -> None:
+        max_bytes = self.settings.max_event_bytes
+        async for event in stream.events():
+            self._seen(event)
+            try:
+                prediction = decode(PredictionEvent, event.value, max_bytes=max_bytes)
+            except InvalidEvent as exc:
+                log.warning("prediction not stored: %s", exc)
+                continue
+            partition = event.message.partition
+            stored = StoredPrediction.of(prediction, partition)
+            self.recent[prediction.listing_id] = orjson.dumps(stored.to_list()).decode()
+            self.retention.note(partition, prediction.listing_id, stored.event_time)
+            for key, noted in self.retention.due(partition):
+                current = self.recent.get(key)
+                # A newer prediction of the same listing replaced it: that one has its own turn.
+                if current is not None and _stored(current).event_time == noted:
+                    del self.recent[key]
+            self.metrics.predictions_stored.inc()
+
+    async def _join_sales(self, stream: faust.StreamT[bytes]) -> None:
+        max_bytes = self.settings.max_event_bytes
+        async for event in stream.events():
+            self._seen(event)
+            try:
+                sale = decode(SaleEvent, event.value, max_bytes=max_bytes)
+            except InvalidEvent as exc:
+                log.warning("sale not joined: %s", exc)
+                continue
+            current = self.recent.get(sale.listing_id)
+            if current is None:
+                self.metrics.sales_unmatched.inc()
+                continue
+            stored = _stored(current)
+            self.metrics.sales_joined.inc()
+            joined = {
+                "sale_time": sale.event_time.timestamp(),
+                "predicted": stored.price,
+                "actual": sale.sale_price,
+            }
+            await self.errors_by_model.send(
+                key=stored.model_version.encode(), value=orjson.dumps(joined)
+            )
+
+    async def _aggregate_errors(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            self._seen(event)
+            try:
+                joined = orjson.loads(event.value)
+                outcome = self.error_windows.process(
+                    (event.key or b"").decode(),
+                    float(joined["sale_time"]),
+                    float(joined["predicted"]),
+                    float(joined["actual"]),
+                )
+            except (DataError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                log.warning("joined sale not used: %r", exc)
+                continue
+            await self._publish(outcome)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _publish(self, outcome: Outcome) -> None:
+        admission = outcome.admission
+        if admission is not None:
+            for window in admission.late:
+                self.metrics.panes_late.labels(window.name).inc()
+            for window in admission.dropped:
+                self.metrics.panes_dropped.labels(window.name).inc()
+        for summary in outcome.closed:
+            await self.windows_topic.send(key=summary.key, value=summary.to_record())
+            self.metrics.window_closed(summary)
+            self.published += 1
+        for errors in outcome.closed_errors:
+            await self.windows_topic.send(key=errors.key, value=errors.to_record())
+            self.metrics.errors_closed(errors)
+            self.published += 1
+
+    def _seen(self, event: faust.EventT[bytes]) -> None:
+        message = event.message
+        self._next_offsets[(message.topic, message.partition)] = message.offset + 1
+        now = time.monotonic()
+        first, _, records = self.activity.get(message.topic, (now, now, 0))
+        self.activity[message.topic] = Activity(first, now, records + 1)
+
+    async def _refresh_lag(self) -> None:
+        consumer = self.app.consumer
+        lags: dict[tuple[str, int], int] = {}
+        for tp in consumer.assignment():
+            if tp.topic not in self._sources:
+                continue
+            high = consumer.highwater(tp)
+            position = self._next_offsets.get((tp.topic, tp.partition))
+            if position is None:
+                position = await consumer.position(tp)
+            if high is not None and position is not None:
+                lags[(tp.topic, tp.partition)] = max(0, high - position)
+        self.metrics.set_lag(lags)
+        for version, text in list(self.pane_windows.clocks.items()):
+            watermark = orjson.loads(text).get("watermark")
+            if watermark is not None and version in self.metrics.model_versions:
+                self.metrics.watermark.labels(version).set(watermark)
+
+    async def _rebuild_retention(self) -> None:
+        entries = []
+        for key, value in list(self.recent.items()):
+            try:
+                entries.append((key, _stored(value)))
+            except (DataError, orjson.JSONDecodeError):
+                log.warning("join table entry %r is not a prediction", key)
+        self.retention.rebuild(entries)
+
+
+def _stored(text: str) -> StoredPrediction:
+    return StoredPrediction.from_list(orjson.loads(text))

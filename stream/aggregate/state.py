@@ -1,0 +1,126 @@
+"""What the app keeps per pane: the merged pane partials, and realised-error sums.
+
+Both follow the aggregate contract: empty state, fold a partial in, serialise. Each serialised
+form starts with its state key (format and sketch parameters), so state written with another
+sketch size or format is refused instead of misread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Final
+
+import orjson
+
+from consumers.panes import Pane, decode_pane, encode_pane
+from stream.errors import DataError
+from stream.sketches import state_key_for
+
+PANE_STATE_FORMAT: Final = "appraise.pane-state/1"
+ERROR_STATE_FORMAT: Final = "appraise.error-pane/1"
+# How many digests of merged partials a pane remembers: a pane gets one partial per scorer and
+# publish interval (about one a second each), so this covers minutes of redelivery.
+_MAX_DIGESTS: Final = 512
+
+
+def pane_state_key(k: int) -> str:
+    """State key of a stored pane, e.g. ``appraise.pane-state/1;kll_doubles:k=200``."""
+    return f"{PANE_STATE_FORMAT};{state_key_for(k)}"
+
+
+def partial_digest(raw: bytes) -> str:
+    """Identity of one pane partial record: the first 16 hex of its sha256."""
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+@dataclass
+class PaneState:
+    """One pane (of one model version) with every partial merged into it so far.
+
+    ``digests`` name the partials already merged: a partial delivered again (a worker that
+    crashed before committing re-reads it) is recognised and not counted twice.
+    """
+
+    pane: Pane
+    digests: list[str] = field(default_factory=list)
+
+    def fold(self, partial: Pane, digest: str) -> bool:
+        """Merge ``partial`` unless it was merged before; True if it was merged."""
+        if digest in self.digests:
+            return False
+        self.pane.merge(partial)
+        self.digests.append(digest)
+        del self.digests[:-_MAX_DIGESTS]
+        return True
+
+    def to_text(self) -> str:
+        """State key, digests, then the pane record (``consumers.panes`` format), one a line."""
+        head = f"{pane_state_key(self.pane.k)}\n{','.join(self.digests)}\n"
+        return head + encode_pane(self.pane).decode()
+
+    @classmethod
+    def from_text(cls, text: str, k: int) -> PaneState:
+        """Rebuild :meth:`to_text` output written with sketch size ``k``; :class:`DataError`
+        if it was written with another size or format."""
+        key, digests, record = [*text.split("\n", 2), "", ""][:3]
+        if key != pane_state_key(k):
+            raise DataError(f"pane state {key[:60]!r}, expected {pane_state_key(k)!r}")
+        return cls(decode_pane(record.encode(), k=k), [d for d in digests.split(",") if d])
+
+
+@dataclass
+class ErrorPane:
+    """Realised error of the sales of one pane of sale time, for one model version.
+
+    Sums rather than means, so panes and windows merge by addition.
+    """
+
+    sales: int = 0
+    abs_error_dollars: float = 0.0
+    abs_pct_error: float = 0.0
+
+    def add(self, predicted: float, actual: float) -> None:
+        """Fold one joined sale in: predicted and actual price in US dollars (actual > 0)."""
+        error = abs(predicted - actual)
+        self.sales += 1
+        self.abs_error_dollars += error
+        self.abs_pct_error += error / actual
+
+    def merge(self, other: ErrorPane) -> None:
+        """Fold another pane's sums in."""
+        self.sales += other.sales
+        self.abs_error_dollars += other.abs_error_dollars
+        self.abs_pct_error += other.abs_pct_error
+
+    @property
+    def mae_dollars(self) -> float:
+        """Mean absolute error in US dollars; NaN without sales."""
+        return self.abs_error_dollars / self.sales if self.sales else float("nan")
+
+    @property
+    def mape(self) -> float:
+        """Mean absolute percentage error as a fraction (0.11 = 11 %); NaN without sales."""
+        return self.abs_pct_error / self.sales if self.sales else float("nan")
+
+    def to_text(self) -> str:
+        """JSON with the state key."""
+        return orjson.dumps(
+            {
+                "format": ERROR_STATE_FORMAT,
+                "sales": self.sales,
+                "abs": self.abs_error_dollars,
+                "pct": self.abs_pct_error,
+            }
+        ).decode()
+
+    @classmethod
+    def from_text(cls, text: str) -> ErrorPane:
+        """Rebuild :meth:`to_text` output; :class:`DataError` for anything else."""
+        try:
+            data = orjson.loads(text)
+            if data["format"] != ERROR_STATE_FORMAT:
+                raise DataError(f"error pane format {data['format']!r}")
+            return cls(int(data["sales"]), float(data["abs"]), float(data["pct"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"not an error pane: {exc!r}") from exc

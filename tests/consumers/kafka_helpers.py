@@ -1,0 +1,201 @@
+"""Helpers of the scorer's integration tests: publish, read back, HTTP, a scorer subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from stream.kafka import end_offsets_via_highwater, make_consumer, make_producer
+from stream.settings import KafkaSettings, MetricsSettings, Settings, TopicSettings
+
+#: Large enough for the 2 MB malformed record.
+MAX_REQUEST = 4 * 1_048_576
+
+
+@dataclass(frozen=True)
+class Topics:
+    """One fresh set of the scorer's topics."""
+
+    listings: str
+    predictions: str
+    dlq: str
+    panes: str
+
+    def settings(self, kafka: KafkaSettings, model_dir: Path) -> Settings:
+        return Settings(
+            kafka=kafka,
+            topics=TopicSettings(
+                listings=self.listings, predictions=self.predictions, dlq=self.dlq, panes=self.panes
+            ),
+            metrics=MetricsSettings(scorer_port=0),
+            model_dir=model_dir,
+        )
+
+    def env(
+        self, kafka: KafkaSettings, model_dir: Path, group: str, **scorer: str
+    ) -> dict[str, str]:
+        """Environment for ``python -m consumers`` with these topics."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APPRAISE_")}
+        env.update(
+            APPRAISE_KAFKA__BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
+            APPRAISE_TOPICS__LISTINGS=self.listings,
+            APPRAISE_TOPICS__PREDICTIONS=self.predictions,
+            APPRAISE_TOPICS__DLQ=self.dlq,
+            APPRAISE_TOPICS__PANES=self.panes,
+            APPRAISE_METRICS__SCORER_PORT="0",
+            APPRAISE_MODEL_DIR=str(model_dir),
+            APPRAISE_SCORER__GROUP_ID=group,
+        )
+        env.update({f"APPRAISE_SCORER__{k.upper()}": v for k, v in scorer.items()})
+        return env
+
+
+def new_group() -> str:
+    return f"test-scorer-{uuid.uuid4().hex[:12]}"
+
+
+async def publish(
+    kafka: KafkaSettings, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]
+) -> list[tuple[int, int]]:
+    """Send (key, value) records; return the (partition, offset) of each, in order."""
+    producer = make_producer(kafka, max_request_size=MAX_REQUEST)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        metadata = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return [(m.partition, m.offset) for m in metadata]
+
+
+async def total(kafka: KafkaSettings, topic: str, partitions: int = 4) -> int:
+    """How many records ``topic`` holds (sum of high watermarks)."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    return sum((await end_offsets_via_highwater(kafka, tps)).values())
+
+
+async def read_all(
+    kafka: KafkaSettings, topic: str, partitions: int = 4, timeout_s: float = 30.0
+) -> list[ConsumerRecord]:
+    """Every record ``topic`` holds now."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    ends = await end_offsets_via_highwater(kafka, tps)
+    consumer = make_consumer(
+        kafka, group_id=None, fetch_max_wait_ms=100, max_partition_fetch_bytes=MAX_REQUEST
+    )
+    out: list[ConsumerRecord] = []
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        todo = {tp for tp in tps if ends[tp] > 0}
+        async with asyncio.timeout(timeout_s):
+            while todo:
+                for tp, records in (await consumer.getmany(*todo, timeout_ms=500)).items():
+                    out += [r for r in records if r.offset < ends[tp]]
+                    if await consumer.position(tp) >= ends[tp]:
+                        todo.discard(tp)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def committed(kafka: KafkaSettings, group: str, topic: str, partitions: int = 4) -> int:
+    """Sum of the group's committed offsets on ``topic``."""
+    consumer = make_consumer(kafka, group_id=group)
+    await consumer.start()
+    try:
+        offsets = [await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)]
+    finally:
+        await consumer.stop()
+    return sum(o or 0 for o in offsets)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Wait until ``condition()`` holds (checked every 50 ms), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def http_get(url: str) -> tuple[int, bytes]:
+    """Status and body of a GET (HTTP/1.1, Connection: close)."""
+    host_port, _, path = url.removeprefix("http://").partition("/")
+    host, _, port = host_port.rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\n\r\n".encode())
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@dataclass
+class ScorerProcess:
+    """``python -m consumers`` as a child process; its log lines are collected as they come."""
+
+    process: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
+
+    async def wait_for_line(self, needle: str, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for line in self.lines:
+                if needle in line:
+                    return line
+            if self.process.returncode is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no log line with {needle!r}; log:\n" + "".join(self.lines))
+            await asyncio.sleep(0.05)
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    async def wait(self, timeout_s: float) -> int:
+        async with asyncio.timeout(timeout_s):
+            code = await self.process.wait()
+        if self._reader is not None:
+            await self._reader
+        return code
+
+
+@contextlib.asynccontextmanager
+async def scorer_process(env: Mapping[str, str]) -> AsyncIterator[ScorerProcess]:
+    """Start ``python -m consumers``; kill it on exit if it still runs."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "consumers",
+        env=dict(env),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    child = ScorerProcess(process)
+
+    async def collect() -> None:
+        assert process.stderr is not None
+        async for line in process.stderr:
+            child.lines.append(line.decode(errors="replace"))
+
+    child._reader = asyncio.create_task(collect())
+    try:
+        yield child
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await child._reader

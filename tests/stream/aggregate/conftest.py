@@ -1,0 +1,80 @@
+"""Fixtures of the stream app's tests: a reference profile of the bundled data and pane records
+built with the scorer's own ``PaneBook``, so the tests speak the real pane contract."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from consumers.panes import PaneBook, encode_pane
+from stream import dataset
+from stream.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from stream.model import train
+from stream.profile import ReferenceProfile, build_profile
+
+VERSION = "0123456789ab"
+
+#: ``make_panes(rows, prices, event_seconds, pane_seconds=10.0)``: encoded pane records.
+PaneMaker = Callable[..., list[bytes]]
+
+
+@pytest.fixture(scope="session")
+def training() -> pd.DataFrame:
+    """The 2006-2007 sales of the bundled data."""
+    return dataset.training_rows(dataset.load_ames())
+
+
+@pytest.fixture(scope="session")
+def holdout() -> pd.DataFrame:
+    """The 2008-2010 sales of the bundled data."""
+    return dataset.holdout_rows(dataset.load_ames())
+
+
+@pytest.fixture(scope="session")
+def profile(training: pd.DataFrame) -> ReferenceProfile:
+    """A reference profile of the training rows, with their sale prices as "predictions"
+    (no model needed: the window code only compares distributions)."""
+    prices = training["sale_price"].to_numpy(dtype=np.float64)
+    return build_profile(training, prices, model_version=VERSION)
+
+
+def fold_rows(book: PaneBook, rows: pd.DataFrame, event_seconds: np.ndarray) -> None:
+    """Fold ``rows`` (with ``sale_price`` standing in for the prediction) into ``book``."""
+    book.fold(
+        np.asarray(event_seconds, dtype=np.float64),
+        rows["sale_price"].to_numpy(dtype=np.float64),
+        {name: rows[name].to_numpy(dtype=np.float64) for name in NUMERIC_FEATURES},
+        {
+            name: [None if pd.isna(v) else str(v) for v in rows[name]]
+            for name in CATEGORICAL_FEATURES
+        },
+    )
+
+
+@pytest.fixture
+def make_panes() -> PaneMaker:
+    """Encoded pane records of ``rows`` at ``event_seconds`` (one partial per pane)."""
+
+    def make(
+        rows: pd.DataFrame,
+        event_seconds: np.ndarray,
+        pane_seconds: float = 10.0,
+        version: str = VERSION,
+    ) -> list[bytes]:
+        book = PaneBook(pane_seconds, version)
+        fold_rows(book, rows, event_seconds)
+        return [encode_pane(pane) for pane in book.drain()]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained on the bundled data into a temporary directory (about 7 s, once)."""
+    out = tmp_path_factory.mktemp("aggregate-model")
+    train(out)
+    return out

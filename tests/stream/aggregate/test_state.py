@@ -1,0 +1,64 @@
+"""Stored pane state and realised-error panes: round trips and state keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from consumers.panes import decode_pane
+from stream.aggregate.join import Retention, StoredPrediction
+from stream.aggregate.state import ErrorPane, PaneState, pane_state_key, partial_digest
+from stream.errors import DataError
+from tests.stream.aggregate.conftest import PaneMaker
+
+
+def test_pane_state_round_trips_and_refuses_other_sketch_sizes(
+    holdout: pd.DataFrame, make_panes: PaneMaker
+) -> None:
+    raw = make_panes(holdout.iloc[:20], np.zeros(20))[0]
+    state = PaneState(decode_pane(raw), [partial_digest(raw)])
+    text = state.to_text()
+    assert text.startswith(pane_state_key(200) + "\n")
+    again = PaneState.from_text(text, 200)
+    assert again.digests == state.digests
+    assert again.pane.events == 20
+    assert again.pane.prediction.n == 20
+    with pytest.raises(DataError, match=r"expected 'appraise\.pane-state/1;kll_doubles:k=100'"):
+        PaneState.from_text(text, 100)
+
+
+def test_error_pane_sums_merge() -> None:
+    a, b = ErrorPane(), ErrorPane()
+    a.add(predicted=120.0, actual=100.0)
+    b.add(predicted=150.0, actual=200.0)
+    a.merge(b)
+    assert (a.sales, a.mae_dollars) == (2, 35.0)
+    assert a.mape == pytest.approx(0.225)
+    assert ErrorPane.from_text(a.to_text()) == a
+    with pytest.raises(DataError):
+        ErrorPane.from_text('{"format": "x"}')
+    assert np.isnan(ErrorPane().mape)
+
+
+def test_stored_prediction_round_trips() -> None:
+    stored = StoredPrediction(250_000.0, "v1", 1_200_000_000.0, 3)
+    assert StoredPrediction.from_list(stored.to_list()) == stored
+    with pytest.raises(DataError):
+        StoredPrediction.from_list({"price": 1})
+
+
+def test_retention_expires_by_event_time_per_partition() -> None:
+    retention = Retention(seconds=100.0)
+    retention.note(0, "a", 1_000.0)
+    retention.note(0, "b", 1_050.0)
+    retention.note(1, "c", 1_000.0)
+    assert retention.due(0) == []
+    retention.note(0, "d", 1_120.0)  # newest 1120: "a" (1000) is older than 100 s
+    assert retention.due(0) == [("a", 1_000.0)]
+    assert retention.due(1) == []  # partition 1 has seen nothing newer
+    retention.rebuild([("x", StoredPrediction(1.0, "v1", 10.0, 2))])
+    assert len(retention) == 1
+    assert retention.due(0) == []
+    retention.forget([2])
+    assert len(retention) == 0

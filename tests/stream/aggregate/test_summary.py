@@ -1,0 +1,137 @@
+"""Merging pane partials, drift statistics on sketches, and the summary of a closed window."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from scipy import stats
+
+from consumers.panes import PaneBook, decode_pane
+from stream.aggregate.summary import QUANTILES, WindowAggregate, summarise
+from stream.aggregate.windows import Window
+from stream.drift import ks_from_sketches, psi_from_sketches
+from stream.features import FEATURES, NUMERIC_FEATURES
+from stream.profile import ReferenceProfile, decile_edges
+from stream.sketches import QuantileSketch
+from tests.stream.aggregate.conftest import VERSION, PaneMaker, fold_rows
+
+WINDOW = Window(60.0, "1m", 0.0, VERSION)
+
+
+def test_merged_panes_equal_a_sketch_of_the_union_within_rank_error() -> None:
+    rng = np.random.default_rng(1)
+    parts = [rng.lognormal(12, 0.4 + 0.05 * i, size=5_000) for i in range(12)]
+    merged = QuantileSketch.merged(QuantileSketch.of(p) for p in parts)
+    union = np.sort(np.concatenate(parts))
+    assert merged.n == union.size
+    ranks = np.linspace(0.01, 0.99, 99)
+    for rank, value in zip(ranks, merged.quantiles(ranks), strict=True):
+        true_rank = np.searchsorted(union, value, side="right") / union.size
+        assert abs(true_rank - rank) <= merged.rank_error, (rank, true_rank)
+
+
+def test_window_aggregate_merges_every_pane(holdout: pd.DataFrame, make_panes: PaneMaker) -> None:
+    rows = holdout.iloc[:600]
+    seconds = np.arange(len(rows), dtype=np.float64) * 0.1  # 60 s of event time
+    panes = [decode_pane(raw) for raw in make_panes(rows, seconds)]
+    assert len(panes) == 6
+    aggregate = WindowAggregate.of(panes, k=200)
+    assert aggregate.events == 600
+    assert aggregate.panes == 6
+    assert aggregate.prediction.n == 600
+    for name in FEATURES:
+        assert aggregate.missing[name] == int(rows[name].isna().sum()), name
+    assert sum(aggregate.categories["neighbourhood"].values()) == rows["neighbourhood"].count()
+    whole = QuantileSketch.of(rows["sale_price"].to_numpy(dtype=np.float64))
+    error = whole.rank_error + aggregate.prediction.rank_error
+    for rank, value in zip(QUANTILES, aggregate.prediction.quantiles(QUANTILES), strict=True):
+        true_rank = whole.cdf([value], inclusive=True)[0]
+        assert abs(true_rank - rank) <= error
+
+
+def test_psi_of_a_sample_against_itself_is_small_and_against_a_shifted_copy_large() -> None:
+    values = np.random.default_rng(2).lognormal(12, 0.4, size=20_000)
+    reference = QuantileSketch.of(values)
+    edges = decile_edges(values)
+    assert psi_from_sketches(reference, QuantileSketch.of(values), edges) < 0.02
+    assert psi_from_sketches(reference, QuantileSketch.of(values * 1.3), edges) > 0.25
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.1, 0.5])
+def test_ks_matches_scipy_within_the_sketch_error(shift: float) -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 1, size=30_000)
+    b = rng.normal(shift, 1, size=20_000)
+    sa, sb = QuantileSketch.of(a), QuantileSketch.of(b)
+    exact = stats.ks_2samp(a, b).statistic
+    assert abs(ks_from_sketches(sa, sb) - exact) <= sa.rank_error + sb.rank_error
+
+
+def _aggregate(rows: pd.DataFrame) -> WindowAggregate:
+    book = PaneBook(60.0, VERSION)
+    fold_rows(book, rows, np.zeros(len(rows)))
+    return WindowAggregate.of(book.drain(), k=200)
+
+
+def test_summary_of_a_window_like_the_reference(
+    profile: ReferenceProfile, training: pd.DataFrame
+) -> None:
+    summary = summarise(WINDOW, _aggregate(training), profile, min_events=200, psi_threshold=0.2)
+    drift = summary.drift
+    assert drift is not None
+    assert summary.quantiles is not None
+    assert drift.prediction_psi < 0.02
+    assert drift.prediction_ks < 0.03
+    assert drift.drifting == ()
+    assert drift.drifting_share == 0.0
+    reference = profile.prediction.sketch
+    for q in QUANTILES:  # each window quantile sits at the same rank of the reference
+        rank = reference.cdf([summary.quantiles[q]], inclusive=True)[0]
+        assert abs(rank - q) <= 2 * reference.rank_error, q
+    for name in NUMERIC_FEATURES:
+        assert drift.features[name].psi < 0.02, name
+        assert not math.isnan(drift.features[name].ks)
+    assert drift.features["neighbourhood"].unseen_rate == 0.0
+    assert math.isnan(drift.features["living_area_sqft"].unseen_rate)
+
+
+def test_summary_flags_what_moved(profile: ReferenceProfile, training: pd.DataFrame) -> None:
+    expensive = training[training["sale_price"] > training["sale_price"].quantile(0.75)].copy()
+    expensive["neighbourhood"] = ["Atlantis"] * 50 + list(expensive["neighbourhood"][50:])
+    summary = summarise(WINDOW, _aggregate(expensive), profile, min_events=200, psi_threshold=0.2)
+    drift = summary.drift
+    assert drift is not None
+    assert drift.prediction_psi > 0.25
+    assert "living_area_sqft" in drift.drifting
+    assert 0 < drift.drifting_share <= 1
+    assert drift.features["neighbourhood"].unseen_rate == pytest.approx(50 / len(expensive))
+    record = orjson.loads(summary.to_record())
+    assert record["kind"] == "drift"
+    assert record["window"] == "1m"
+    assert record["start"] == "1970-01-01T00:00:00Z"
+    assert record["model_version"] == VERSION
+    assert record["prediction"]["psi"] == pytest.approx(drift.prediction_psi)
+    assert record["features"]["living_area_sqft"]["ks"] > 0
+    assert record["features"]["neighbourhood"]["ks"] is None  # NaN: not a numeric feature
+    assert summary.key == f"drift/1m/0/{VERSION}".encode()
+
+
+def test_a_window_under_min_events_has_counts_only(
+    profile: ReferenceProfile, training: pd.DataFrame
+) -> None:
+    summary = summarise(
+        WINDOW, _aggregate(training.iloc[:199]), profile, min_events=200, psi_threshold=0.2
+    )
+    assert summary.events == 199
+    assert summary.panes == 1
+    assert summary.drift is None
+    assert summary.quantiles is None
+    record = orjson.loads(summary.to_record())
+    assert record["events"] == 199
+    assert record["prediction"] is None
+    assert record["features"] is None
+    assert record["reference_quantiles"]["0.5"] > 0
