@@ -4,7 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint format typecheck test test-fast demo clean
+# Debian packages the product and its tests run for real: Prometheus (with promtool) and
+# Alertmanager (with amtool).
+DEB_PACKAGES := prometheus prometheus-alertmanager
+DEB_BINARIES := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/amtool
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help venv system-deps lint format typecheck test test-fast demo clean
 
 help:
 	@echo "make demo   run appraise on the embedded broker (prepares .venv first)"
@@ -20,6 +26,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Installs what is missing; a machine that has everything is left alone (no network needed).
+system-deps:
+	@missing=""; for b in $(DEB_BINARIES); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $(DEB_PACKAGES) (missing:$$missing)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); \
+	fi
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -31,13 +46,14 @@ format: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: lint typecheck
+test: system-deps lint typecheck
 	$(BIN)/pytest
 
 test-fast: venv
 	$(BIN)/pytest -m "not integration"
 
 demo: venv
+	@$(MAKE) --no-print-directory system-deps || echo "note: could not install $(DEB_PACKAGES); appraise up runs without them"
 	$(BIN)/appraise up
 
 clean:

@@ -1,0 +1,31 @@
+# The appraise image: one image, every part (`appraise score`, `appraise aggregate`,
+# `appraise produce`, `appraise train`), as docker-compose.yml runs them.
+# Build: docker build -t appraise:0.1.0 .
+FROM python:3.11.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY stream ./stream
+COPY producers ./producers
+COPY consumers ./consumers
+# A wheel of the project, then everything it needs, into a venv copied whole below.
+RUN python -m venv /opt/appraise \
+    && /opt/appraise/bin/pip install --upgrade pip \
+    && /opt/appraise/bin/pip install .
+
+FROM python:3.11.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/appraise/bin:$PATH \
+    APPRAISE_MODEL_DIR=/models/current
+# scikit-learn's wheel brings its own OpenMP runtime: no system packages needed.
+RUN useradd --system --uid 10001 --home-dir /home/appraise --create-home appraise \
+    && mkdir /models \
+    && chown appraise /models
+COPY --from=build /opt/appraise /opt/appraise
+USER appraise
+WORKDIR /home/appraise
+# The named volume "models" is mounted here; a new volume takes this directory's owner.
+VOLUME ["/models"]
+EXPOSE 9400 9401
+CMD ["appraise", "--help"]
