@@ -2,7 +2,7 @@
 
 For every numeric feature: a quantile sketch, the PSI bin edges (the reference's deciles, with
 repeats dropped) and the missing rate; for every categorical feature: category frequencies and the
-missing rate; for the model's predictions on the validation split: a sketch and bin edges.
+missing rate; for the model's out-of-fold predictions on the training sales: a sketch and bin edges.
 
 It is stored as JSON only (``reference_profile.json``): sketches are base64 of
 :meth:`QuantileSketch.to_bytes` next to their state key. No pickle anywhere.
@@ -61,7 +61,7 @@ class ReferenceProfile:
     sketch_k: int
     numeric: Mapping[str, NumericReference]
     categorical: Mapping[str, CategoricalReference]
-    #: The model's predicted prices (US dollars) on the validation split.
+    #: The model's out-of-fold predicted prices (US dollars) on the training sales.
     prediction: NumericReference
 
     @property
@@ -159,7 +159,7 @@ def categorical_reference(values: pd.Series) -> CategoricalReference:
 
 def build_profile(
     reference_rows: pd.DataFrame,
-    validation_predictions: npt.ArrayLike,
+    reference_predictions: npt.ArrayLike,
     *,
     model_version: str,
     k: int = DEFAULT_K,
@@ -175,7 +175,7 @@ def build_profile(
         categorical={
             name: categorical_reference(reference_rows[name]) for name in CATEGORICAL_FEATURES
         },
-        prediction=numeric_reference(validation_predictions, k),
+        prediction=numeric_reference(reference_predictions, k),
     )
 
 

@@ -1,8 +1,9 @@
 """``appraise up``: the whole product on one machine, each part the command compose runs.
 
 Order: the broker (embedded, in this process, unless ``--bootstrap-servers`` names a running
-cluster) and its topics; the model (trained if the model directory has none); the scorer, once
-ready; the producer. Ctrl-C stops them in reverse order. Logs go to ``<run dir>/<part>.log``.
+cluster) and its topics; the model (trained if the model directory has none); the scorer and the
+stream app, each once ready; the producer. Ctrl-C stops them in reverse order. Logs go to
+``<run dir>/<part>.log``.
 """
 
 from __future__ import annotations
@@ -113,6 +114,14 @@ async def run_up(
             ready_timeout_s=SCORER_READY_TIMEOUT_S,
         )
         say(f"scorer     ready; metrics {metrics}/metrics, health {metrics}/readyz")
+        stream_url = f"http://{settings.metrics.host}:{settings.metrics.stream_port}"
+        await supervisor.start(
+            "stream",
+            appraise_argv("aggregate"),
+            ready=lambda: _http_ready(f"{stream_url}/readyz"),
+            ready_timeout_s=SCORER_READY_TIMEOUT_S,
+        )
+        say(f"stream app ready; metrics {stream_url}/metrics")
 
         produce = ["produce", "--loop", "--event-time", "live", "--rate", f"{options.rate:g}"]
         produce += ["--seed", str(options.seed)]
@@ -131,7 +140,7 @@ async def run_up(
                 task.cancel()
         if failure in done:
             failure.result()  # raises ChildFailed with the child's log tail
-        say("stopping: producer, scorer, broker")
+        say("stopping: producer, stream app, scorer, broker")
 
 
 async def _http_ready(url: str, interval_s: float = 0.25) -> None:

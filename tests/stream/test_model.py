@@ -78,8 +78,8 @@ def test_holdout_meets_the_bar(trained: Trained) -> None:
 def test_card_describes_the_run(trained: Trained) -> None:
     card = trained.card
     training = card.training
-    assert training.rows + training.validation_rows == 1319
-    assert training.validation_rows == round(0.2 * 1319)
+    assert training.rows == 1319
+    assert training.reference_predictions == 1319
     assert (training.period.start.year, training.period.end.year) == (2006, 2007)
     assert (*card.features.numeric, *card.features.categorical) == FEATURES
     assert card.target.fit_on == "log(sale_price)"
@@ -118,7 +118,7 @@ def test_profile_covers_every_feature_and_the_predictions(model: LoadedModel) ->
     assert len(profile.numeric["living_area_sqft"].bin_edges) == 9
     assert profile.numeric["bedrooms"].bin_edges == (2.0, 3.0, 4.0)
     assert sum(profile.categorical["neighbourhood"].frequencies.values()) == pytest.approx(1.0)
-    assert profile.prediction.sketch.n == model.card.training.validation_rows
+    assert profile.prediction.sketch.n == model.card.training.reference_predictions
     median = float(profile.prediction.sketch.quantiles([0.5])[0])
     assert 100_000 < median < 250_000
 
