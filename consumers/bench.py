@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,7 +108,7 @@ async def bench_scorer(
     await ensure_topics(settings.kafka, [TopicSpec(n, parts) for n in names.values()])
     try:
         progress(f"publishing {events:,} listings to {names['in']}")
-        await _publish(settings, names["in"], _values(events))
+        await publish_chunks(settings, names["in"], listing_chunks(events))
         progress("the pipe: consume, produce the same records, commit")
         pipe_eps = await _pipe(settings, scorer, names["in"], names["pipe"], events)
         progress(f"pipe: {pipe_eps:,.0f} events/s; the scorer on the same records")
@@ -153,7 +153,7 @@ def format_result(result: BenchResult, scorer: ScorerSettings) -> str:
 # --- the runs --------------------------------------------------------------------------------
 
 
-def _values(n: int) -> Iterator[list[tuple[bytes, bytes]]]:
+def listing_chunks(n: int) -> Iterator[list[tuple[bytes, bytes]]]:
     """Chunks of (key, value): hold-out listings with fresh ids; ``event_time`` is now."""
     base = [d.listing for d in holdout_drafts() if d.listing is not None]
     for start in range(0, n, _CHUNK):
@@ -166,9 +166,10 @@ def _values(n: int) -> Iterator[list[tuple[bytes, bytes]]]:
         yield chunk
 
 
-async def _publish(
-    settings: Settings, topic: str, chunks: Iterator[list[tuple[bytes, bytes]]]
+async def publish_chunks(
+    settings: Settings, topic: str, chunks: Iterable[Sequence[tuple[bytes, bytes]]]
 ) -> None:
+    """Send ``(key, value)`` chunks to ``topic``, each chunk acknowledged before the next."""
     producer = make_producer(settings.kafka)
     await producer.start()
     try:

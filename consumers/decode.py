@@ -23,7 +23,14 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from stream.events import InvalidEvent, ListingEvent, decode_listing
+from stream.events import (
+    INTEGER_FIELDS,
+    NUMERIC_BOUNDS,
+    YEARS_AHEAD,
+    InvalidEvent,
+    ListingEvent,
+    decode_listing,
+)
 from stream.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 FloatArray = npt.NDArray[np.float64]
@@ -36,24 +43,9 @@ _FLOATS: Final = frozenset({int, float, _NONE})
 _INTS: Final = frozenset({int, _NONE})
 _STRS: Final = frozenset({str, _NONE})
 
-# (low, high, low is exclusive) of every numeric field, as in stream/events.py.
-_AREA = (0.0, 1e8, False)
-_BOUNDS: Final[dict[str, tuple[float, float, bool]]] = {
-    "living_area_sqft": (0.0, 1e8, True),
-    "lot_area_sqft": (0.0, 1e8, True),
-    "basement_area_sqft": _AREA,
-    "garage_area_sqft": _AREA,
-    "latitude": (-90.0, 90.0, False),
-    "longitude": (-180.0, 180.0, False),
-    "year_built": (1800.0, np.inf, False),
-    "year_remodelled": (1800.0, np.inf, False),
-}
-_COUNT = (0.0, 100.0, False)
-_INT_FIELDS: Final = frozenset(
-    {"year_built", "year_remodelled", "garage_cars", "full_baths", "half_baths", "bedrooms"}
-    | {"rooms", "fireplaces"}
-)
-_YEARS_AHEAD: Final = 2  # as stream.events: a year may be this far past the event's year
+# Bounds and integer fields come from the contract itself (stream/events.py).
+_BOUNDS: Final = NUMERIC_BOUNDS
+_INT_FIELDS: Final = INTEGER_FIELDS
 _MAX_CATEGORY: Final = 64
 _MAX_ID: Final = 128
 
@@ -121,11 +113,11 @@ def decode_batch(values: Sequence[bytes | None], *, max_bytes: int) -> DecodedBa
     numeric: dict[str, FloatArray] = {}
     for name in NUMERIC_FEATURES:
         values_, bad_col = _numbers(columns[name], integer=name in _INT_FIELDS)
-        low, high, exclusive = _BOUNDS.get(name, _COUNT)
+        low, high, exclusive = _BOUNDS[name]
         out = (values_ <= low) if exclusive else (values_ < low)
         out |= values_ > high
         if name.startswith("year_"):
-            out |= values_ > event_year + _YEARS_AHEAD
+            out |= values_ > event_year + YEARS_AHEAD
         bad |= bad_col | out  # NaN compares False: a missing value is never out of range
         numeric[name] = values_
     for name in CATEGORICAL_FEATURES:

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from consumers.metrics import ScorerMetrics
 from consumers.scorer import RunStats, Scorer
 from consumers.settings import ScorerSettings
-from consumers.sidecar import Sidecar
+from stream.http import MetricsServer
 from stream.kafka import ensure_topics, wait_until_reachable
 from stream.model import load_model
 from stream.settings import Settings
@@ -43,7 +43,7 @@ async def serve(
     scorer: ScorerSettings,
     *,
     registry: CollectorRegistry | None = None,
-    on_ready: Callable[[Sidecar], None] | None = None,
+    on_ready: Callable[[MetricsServer], None] | None = None,
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
 ) -> RunStats:
@@ -74,7 +74,9 @@ async def serve(
             return holder["scorer"].ready
         return {"model_loaded": True, "broker_reachable": False, "partitions_assigned": False}
 
-    sidecar = Sidecar(settings.metrics.host, settings.metrics.scorer_port, registry, readiness)
+    sidecar = MetricsServer(
+        settings.metrics.host, settings.metrics.scorer_port, registry, readiness
+    )
     async with sidecar:
         if on_ready is not None:
             on_ready(sidecar)

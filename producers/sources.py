@@ -16,7 +16,7 @@ import orjson
 import pandas as pd
 
 from stream.dataset import holdout_rows, load_ames
-from stream.events import ListingEvent
+from stream.events import INTEGER_FIELDS
 from stream.features import FEATURES, TARGET
 
 
@@ -40,18 +40,6 @@ class Draft:
         listing_id = listing.get("listing_id")
         key = listing_id.encode() if isinstance(listing_id, str) else None
         return cls(listing=listing, sale_price=sale_price, key=key)
-
-
-def _integer_fields() -> frozenset[str]:
-    """Fields the contract types as integers (counts, years): a float 2.0 would be refused."""
-    return frozenset(
-        name
-        for name, field in ListingEvent.model_fields.items()
-        if field.annotation in (int, int | None)
-    )
-
-
-INTEGER_FIELDS = _integer_fields()
 
 
 def frame_to_drafts(frame: pd.DataFrame) -> list[Draft]:

@@ -11,9 +11,11 @@ detail on the dead letter, and counts dead letters by it.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 
+import annotated_types
 import orjson
 from pydantic import (
     AwareDatetime,
@@ -166,6 +168,37 @@ class SaleEvent(_Event):
 
 
 E = TypeVar("E", bound=_Event)
+
+
+def _numeric_rules() -> tuple[frozenset[str], dict[str, tuple[float, float, bool]]]:
+    """Read the integer fields and the numeric bounds off ListingEvent, so code that checks the
+    contract column by column (the scorer's fast path) cannot drift from it."""
+    integers: set[str] = set()
+    bounds: dict[str, tuple[float, float, bool]] = {}
+    for name, field in ListingEvent.model_fields.items():
+        if field.annotation in (int, int | None):
+            integers.add(name)
+        elif field.annotation not in (float, float | None):
+            continue
+        low, high, exclusive = -math.inf, math.inf, False
+        for rule in field.metadata:
+            if isinstance(rule, annotated_types.Gt):
+                low, exclusive = float(rule.gt), True  # type: ignore[arg-type]
+            elif isinstance(rule, annotated_types.Ge):
+                low = float(rule.ge)  # type: ignore[arg-type]
+            elif isinstance(rule, annotated_types.Le):
+                high = float(rule.le)  # type: ignore[arg-type]
+            elif isinstance(rule, annotated_types.Lt):
+                raise TypeError(f"{name}: an exclusive upper bound is not supported here")
+        bounds[name] = (low, high, exclusive)
+    return frozenset(integers), bounds
+
+
+#: ListingEvent's integer fields (counts, years: strict, so 2.0 is refused).
+#: NUMERIC_BOUNDS: (low, high, low is exclusive) of every numeric field, from its Field rules;
+#: the years' upper bound is the event's own year + YEARS_AHEAD (a model validator).
+INTEGER_FIELDS, NUMERIC_BOUNDS = _numeric_rules()
+YEARS_AHEAD: Final = _YEARS_AHEAD
 
 EVENT_TYPES: Final[dict[str, type[_Event]]] = {
     "listing": ListingEvent,

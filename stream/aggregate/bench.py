@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -32,14 +32,13 @@ import orjson
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from consumers.bench import listing_chunks, publish_chunks
 from consumers.metrics import ScorerMetrics
 from consumers.panes import PaneBook, encode_pane
 from consumers.scorer import Scorer
 from consumers.settings import ScorerSettings
-from producers.sources import holdout_drafts
 from stream.aggregate.app import AggregateApp
 from stream.aggregate.service import new_metrics
-from stream.aggregate.summary import rfc3339
 from stream.errors import BrokerError
 from stream.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from stream.kafka import (
@@ -47,7 +46,6 @@ from stream.kafka import (
     end_offsets_via_highwater,
     ensure_topics,
     make_admin,
-    make_producer,
     wait_until_reachable,
 )
 from stream.model import LoadedModel, load_model
@@ -120,14 +118,14 @@ async def bench_aggregate(
     try:
         bench = settings.model_copy(update={"topics": _topics(settings, names)})
         progress(f"publishing {events:,} listings and scoring them")
-        await _publish(bench, names["listings"], _listings(events))
+        await publish_chunks(bench, names["listings"], listing_chunks(events))
         scorer_eps = await _score(bench, scorer, model, events)
         progress(f"scorer: {scorer_eps:,.0f} events/s")
         ends = await end_offsets_via_highwater(
             settings.kafka, [TopicPartition(names["panes"], p) for p in range(parts)]
         )
         panes = sum(ends.values())
-        await _publish(bench, names["panes"], [[_tick(model.profile, model.version, scorer)]])
+        await publish_chunks(bench, names["panes"], [[_tick(model.profile, model.version, scorer)]])
         progress(f"aggregating the {panes:,} pane partials (and a closing one)")
         app_id = f"bench-aggregate-{tag}"
         seconds, ready_s = await _aggregate(bench, model.profile, app_id, panes + 1)
@@ -163,33 +161,6 @@ def _topics(settings: Settings, names: dict[str, str]) -> TopicSettings:
         partitions=settings.topics.partitions,
         replication_factor=settings.topics.replication_factor,
     )
-
-
-def _listings(n: int) -> list[list[tuple[bytes, bytes]]]:
-    base = [d.listing for d in holdout_drafts() if d.listing is not None]
-    chunks = []
-    for start in range(0, n, _CHUNK):
-        now = rfc3339(time.time())
-        chunk = []
-        for i in range(start, min(n, start + _CHUNK)):
-            listing_id = f"bench-{i:08d}"
-            event = {**base[i % len(base)], "listing_id": listing_id, "event_time": now}
-            chunk.append((listing_id.encode(), orjson.dumps(event)))
-        chunks.append(chunk)
-    return chunks
-
-
-async def _publish(
-    settings: Settings, topic: str, chunks: Sequence[Sequence[tuple[bytes, bytes]]]
-) -> None:
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    try:
-        for chunk in chunks:
-            futures = [await producer.send(topic, value, key=key) for key, value in chunk]
-            await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
 
 
 async def _score(
@@ -264,12 +235,12 @@ async def _join(
     # Both topics filled before the app starts: the join runs flat out, and a sale can be
     # processed before its prediction, so sales are published only after the predictions are
     # stored (a live join sees them 30 s apart, as the producer sends them).
-    await _publish(bench, settings.topics.predictions, [predictions])
+    await publish_chunks(bench, settings.topics.predictions, [predictions])
     app = AggregateApp(bench, profile, new_metrics(bench, CollectorRegistry()))
     async with app:
         topic_p, topic_s = settings.topics.predictions, settings.topics.sales
         await _until(lambda: app.activity.get(topic_p, (0, 0, 0))[2] >= n, "predictions")
-        await _publish(bench, topic_s, [sales])
+        await publish_chunks(bench, topic_s, [sales])
         await _until(lambda: app.activity.get(topic_s, (0, 0, 0))[2] >= n, "sales")
         stored = app.activity[topic_p]
         joined = app.activity[topic_s]

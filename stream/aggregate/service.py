@@ -15,9 +15,9 @@ from typing import Final
 from prometheus_client import CollectorRegistry
 
 from stream.aggregate.app import AggregateApp
-from stream.aggregate.http import MetricsServer
 from stream.aggregate.metrics import AggregateMetrics
 from stream.aggregate.windows import window_specs
+from stream.http import MetricsServer
 from stream.kafka import ensure_topics, wait_until_reachable
 from stream.model import load_model
 from stream.settings import Settings
@@ -64,7 +64,10 @@ async def run_aggregate(
     await ensure_topics(settings.kafka, settings.topics)
     app = AggregateApp(settings, model.profile, metrics)
     server = MetricsServer(
-        settings.metrics.host, settings.metrics.stream_port, registry, lambda: app.ready
+        settings.metrics.host,
+        settings.metrics.stream_port,
+        registry,
+        lambda: {"worker_ready": app.ready},
     )
     async with server, app:
         log.info("stream app ready: model %s, metrics on %s/metrics", model.version, server.url)

@@ -15,8 +15,8 @@ from consumers.metrics import ScorerMetrics
 from consumers.panes import decode_pane
 from consumers.scorer import Scorer
 from consumers.settings import ScorerSettings
-from consumers.sidecar import Sidecar
 from stream.events import DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, PredictionEvent
+from stream.http import MetricsServer
 from stream.malformed import MALFORMATIONS
 from stream.model import LoadedModel
 from stream.settings import KafkaSettings
@@ -138,7 +138,7 @@ async def test_readyz_turns_ready_once_partitions_are_assigned(
 ) -> None:
     topics = await _topics(new_topic)
     scorer, registry = _scorer(kafka_settings, topics, model_dir, model, new_group())
-    async with Sidecar("127.0.0.1", 0, registry, lambda: scorer.ready) as sidecar:
+    async with MetricsServer("127.0.0.1", 0, registry, lambda: scorer.ready) as sidecar:
         status, body = await http_get(f"{sidecar.url}/readyz")
         assert status == 503
         assert orjson.loads(body)["broker_reachable"] is False

@@ -161,6 +161,8 @@ def stack(
                 "appraise_feature_psi",
                 "appraise_prediction_quantile_dollars",
                 "appraise_realised_error_mape_ratio",
+                # Refreshed by a 1 s timer once the first window of a version has closed.
+                "appraise_window_watermark_timestamp_seconds",
             ):
                 wait_until(
                     lambda expr=expr: _has_data(base, expr),  # type: ignore[misc]

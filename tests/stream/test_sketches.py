@@ -146,7 +146,10 @@ def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift(prices: Sa
     reference = QuantileSketch.of(reference_values)
     edges = decile_edges(reference_values)
     assert psi_from_sketches(reference, QuantileSketch.of(reference_values), edges) < 0.02
-    assert psi_from_sketches(reference, QuantileSketch.of(prices(2_000)), edges) < 0.02
+    # An independent sample of the same distribution: sampling noise (about 9/1,400 = 0.006 on
+    # average for 10 bins) plus each sketch's rank error in every bin fraction; 0.05 holds
+    # with a wide margin, and a 25 % shift is far above it either way.
+    assert psi_from_sketches(reference, QuantileSketch.of(prices(2_000)), edges) < 0.05
     shifted = QuantileSketch.of(reference_values * 1.25)
     assert psi_from_sketches(reference, shifted, edges) > 0.25
 

@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from stream.aggregate.aggregator import PaneWindows
 from stream.aggregate.app import AggregateApp
-from stream.aggregate.http import MetricsServer
 from stream.aggregate.service import new_metrics
 from stream.aggregate.summary import rfc3339
 from stream.aggregate.windows import window_specs
+from stream.http import MetricsServer
 from stream.profile import ReferenceProfile
 from stream.settings import KafkaSettings, Settings
 from tests.conftest import TopicFactory
@@ -75,7 +75,10 @@ async def test_panes_become_window_records_gauges_and_realised_error(
     tick = _tick(make_panes, holdout)
     expected = _expected(settings, profile, [*panes, tick])
     assert len(expected) == 6 + 7  # 6 tumbling, 7 hopping windows; the tick's stay open
-    async with MetricsServer("127.0.0.1", 0, registry, lambda: app.ready) as server, app:
+    async with (
+        MetricsServer("127.0.0.1", 0, registry, lambda: {"worker_ready": app.ready}) as server,
+        app,
+    ):
         assert app.ready_after_s is not None
         assert app.ready_after_s < READY_WITHIN_S
         # One partition: the app sees the panes in event-time order, as from one scorer, so

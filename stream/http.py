@@ -1,0 +1,101 @@
+"""The metrics and health endpoint every appraise service serves: ``/metrics``, ``/healthz``,
+``/readyz``.
+
+aiohttp (already installed with faust) on the service's own event loop, so ``/healthz``
+answering also means the loop is not stuck.
+
+- ``/metrics``: the Prometheus text format of the service's registry.
+- ``/healthz``: 200 while the process serves requests.
+- ``/readyz``: 200 when every named readiness check passes, else 503; the body is JSON naming
+  each, e.g. ``{"ready": false, "model_loaded": true, "partitions_assigned": false}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Self
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger(__name__)
+
+#: Named readiness checks; ready when all are true (no checks: ready).
+Readiness = Callable[[], Mapping[str, bool]]
+
+
+class MetricsServer:
+    """Serve ``registry`` and the health probes on ``host:port``.
+
+    Args:
+        host: bind address (setting ``metrics.host``, 127.0.0.1 by default).
+        port: the service's port (``metrics.scorer_port`` 9400, ``metrics.stream_port`` 9401);
+            0 picks a free one, see :attr:`port` once started.
+        registry: what ``/metrics`` exports.
+        readiness: the named checks ``/readyz`` reports.
+    """
+
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, readiness: Readiness = dict
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.registry = registry
+        self.readiness = readiness
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:9400``."""
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Listen; afterwards :attr:`port` is the bound port. Idempotent."""
+        if self._runner is not None:
+            return
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._health)
+        app.router.add_get("/readyz", self._readiness)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.host, self.port).start()
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        log.info("metrics and health on %s (/metrics, /healthz, /readyz)", self.url)
+
+    async def stop(self) -> None:
+        """Stop listening. Idempotent."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readiness(self, _request: web.Request) -> web.Response:
+        checks = dict(self.readiness())
+        ready = all(checks.values())
+        body = orjson.dumps({"ready": ready, **checks}) + b"\n"
+        return web.Response(
+            body=body, status=200 if ready else 503, content_type="application/json"
+        )
