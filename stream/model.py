@@ -62,11 +62,12 @@ TRUSTED_TYPES: Final[tuple[str, ...]] = (
     "sklearn.utils.validation.check_array",
 )
 
-#: Chosen on the 2008-2010 hold-out (R² ~0.88, MAPE ~0.11, about a second to fit): small trees
-#: (8 leaves) with a moderate rate beat the 31-leaf default here and fit several times faster.
+#: Chosen on the 2008-2010 hold-out: small trees (8 leaves) beat the 31-leaf default here and fit
+#: several times faster; 200 trees at rate 0.1 score as 400 at 0.05 did (R² 0.883, MAPE 0.107)
+#: and halve predict (28 instead of 52 ms for 2,000 rows), the scorer's largest cost.
 HYPERPARAMETERS: Final[Mapping[str, int | float]] = {
-    "max_iter": 400,
-    "learning_rate": 0.05,
+    "max_iter": 200,
+    "learning_rate": 0.1,
     "max_leaf_nodes": 8,
     "min_samples_leaf": 20,
 }
@@ -366,12 +367,57 @@ def _write_atomic(path: Path, data: bytes) -> None:
 # --- loading -----------------------------------------------------------------------------------
 
 
+class _MatrixPredictor:
+    """The fitted pipeline's arithmetic without its DataFrame plumbing, for the scorer's batches.
+
+    Building a DataFrame and running the ColumnTransformer cost a fixed 10-15 ms per call, about
+    half of a 2,000-row batch's predict. Here the categoricals are coded by a dict lookup over
+    the fitted encoder's own categories (missing and unseen → NaN, as the encoder does), the
+    numerics are taken as float64, and the matrix, in the ColumnTransformer's column order, goes
+    straight to the fitted regressor. A test pins the prices to the pipeline's.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        columns = pipeline.named_steps["columns"]
+        encoder = columns.named_transformers_["categorical"]
+        self._codes = [
+            {category: float(code) for code, category in enumerate(categories)}
+            for categories in encoder.categories_
+        ]
+        self._regressor = pipeline.named_steps["regressor"]
+
+    def __call__(
+        self, columns: Mapping[str, npt.NDArray[Any] | Sequence[Any]]
+    ) -> npt.NDArray[np.float64]:
+        absent = [name for name in FEATURES if name not in columns]
+        if absent:
+            raise DataError(f"the input has no column for the features {absent}")
+        rows = len(columns[FEATURES[0]])
+        if rows == 0:
+            return np.empty(0, dtype=np.float64)
+        matrix = np.empty((rows, len(FEATURES)), dtype=np.float64)
+        for j, name in enumerate(CATEGORICAL_FEATURES):
+            codes = self._codes[j]
+            matrix[:, j] = [
+                codes.get(v if v is None or isinstance(v, str) else str(v), np.nan)
+                for v in columns[name]
+            ]
+        offset = len(CATEGORICAL_FEATURES)
+        for j, name in enumerate(NUMERIC_FEATURES):
+            try:
+                matrix[:, offset + j] = np.asarray(columns[name], dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"feature {name!r} must be numeric: {exc}") from exc
+        return np.exp(np.asarray(self._regressor.predict(matrix), dtype=np.float64))
+
+
 class LoadedModel:
     """A verified model directory: the pipeline, its card and its reference profile."""
 
     def __init__(self, pipeline: Pipeline, card: ModelCard, profile: ReferenceProfile) -> None:
         self._pipeline = pipeline
         self._predict = _price_predictor(pipeline)
+        self._predict_matrix = _MatrixPredictor(pipeline)
         self.card = card
         self.profile = profile
 
@@ -388,8 +434,9 @@ class LoadedModel:
     def predict_columns(
         self, columns: Mapping[str, npt.NDArray[Any] | Sequence[Any]]
     ) -> npt.NDArray[np.float64]:
-        """Predicted prices for a batch given column-wise: feature name → one value per row."""
-        return self._predict(feature_frame(columns))
+        """Predicted prices for a batch given column-wise: feature name → one value per row
+        (the scorer's path: no DataFrame, the same prices as :meth:`predict`)."""
+        return self._predict_matrix(columns)
 
 
 def load_model(model_dir: Path) -> LoadedModel:

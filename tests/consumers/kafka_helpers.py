@@ -130,20 +130,6 @@ async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> N
         await asyncio.sleep(0.05)
 
 
-async def http_get(url: str) -> tuple[int, bytes]:
-    """Status and body of a GET (HTTP/1.1, Connection: close)."""
-    host_port, _, path = url.removeprefix("http://").partition("/")
-    host, _, port = host_port.rpartition(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\n\r\n".encode())
-    await writer.drain()
-    response = await reader.read()
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = response.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
-
-
 @dataclass
 class ScorerProcess:
     """``python -m consumers`` as a child process; its log lines are collected as they come."""

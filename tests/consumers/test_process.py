@@ -23,13 +23,13 @@ from tests.consumers.kafka_helpers import (
     ScorerProcess,
     Topics,
     committed,
-    http_get,
     new_group,
     publish,
     read_all,
     scorer_process,
 )
 from tests.consumers.records import listing, valid_value
+from tests.http import http_get
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -23,7 +23,6 @@ from stream.settings import KafkaSettings
 from tests.conftest import TopicFactory
 from tests.consumers.kafka_helpers import (
     Topics,
-    http_get,
     new_group,
     publish,
     read_all,
@@ -31,6 +30,7 @@ from tests.consumers.kafka_helpers import (
     until,
 )
 from tests.consumers.records import listing, valid_value
+from tests.http import http_get
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from stream.http import MetricsServer
-
-
-async def http_get(url: str) -> tuple[int, bytes]:
-    """Status and body of a plain HTTP/1.0 GET (no client library needed)."""
-    host_port, _, path = url.removeprefix("http://").partition("/")
-    host, _, port = host_port.rpartition(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET /{path} HTTP/1.0\r\nHost: {host_port}\r\n\r\n".encode())
-    await writer.drain()
-    response = await reader.read()
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = response.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+from tests.http import http_get
 
 
 async def test_routes_answer_over_http() -> None:

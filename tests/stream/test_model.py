@@ -16,13 +16,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
 import skops.io
 from sklearn.metrics import r2_score
 
 from stream import dataset
 from stream.errors import DataError, ModelLoadError
-from stream.features import FEATURES
+from stream.features import CATEGORICAL_FEATURES, FEATURES
 from stream.model import (
     CARD_FILE,
     MODEL_FILE,
@@ -145,6 +146,21 @@ def test_predict_accepts_missing_values_and_unseen_categories(model: LoadedModel
     assert (prices > 10_000).all()
     # A changed feature changes the price: the missing values really reached the model.
     assert not np.array_equal(prices[:3], model.predict(rows)[:3])
+
+
+def test_the_scorers_column_path_gives_the_pipelines_prices(model: LoadedModel) -> None:
+    everything = dataset.load_ames()
+    columns: dict[str, list[Any]] = {name: everything[name].tolist() for name in FEATURES}
+    rng = np.random.default_rng(5)
+    for name in FEATURES:  # missing values in every column, unseen categories in each
+        for row in rng.choice(len(everything), size=50, replace=False):
+            columns[name][row] = None
+    for name in CATEGORICAL_FEATURES:
+        for row in rng.choice(len(everything), size=20, replace=False):
+            columns[name][row] = "Never_Seen"
+    by_columns = model.predict_columns(columns)
+    by_pipeline = model.predict(pd.DataFrame(columns))
+    np.testing.assert_allclose(by_columns, by_pipeline, rtol=1e-12)
 
 
 def test_predict_columns_of_an_empty_batch(model: LoadedModel) -> None:
