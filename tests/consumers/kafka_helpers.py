@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,15 +119,6 @@ async def committed(kafka: KafkaSettings, group: str, topic: str, partitions: in
     finally:
         await consumer.stop()
     return sum(o or 0 for o in offsets)
-
-
-async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Wait until ``condition()`` holds (checked every 50 ms), or fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

@@ -27,10 +27,10 @@ from tests.consumers.kafka_helpers import (
     publish,
     read_all,
     total,
-    until,
 )
 from tests.consumers.records import listing, valid_value
 from tests.http import http_get
+from tests.needs import until
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from tests.needs import binary
 from tests.ops.promconfig import alertmanager_config
 from tests.ops.tools import (
     PROMETHEUS_DIR,
-    binary,
     exited,
     free_port,
     http_get,

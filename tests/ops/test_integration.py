@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from stream.broker import EmbeddedBroker
+from tests.needs import binary
 from tests.ops.promconfig import embedded_prometheus_config
 from tests.ops.tools import (
     PROMETHEUS_DIR,
     RULES_DIR,
-    binary,
     dashboards,
     documented_metrics,
     exited,

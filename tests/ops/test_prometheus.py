@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.needs import binary
 from tests.ops.promconfig import embedded_prometheus_config
 from tests.ops.tools import (
     PROMETHEUS_DIR,
@@ -31,8 +32,6 @@ RECORD_NAME = re.compile(r"^[a-z][a-z_]*:[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$")
 
 
 def _promtool() -> str:
-    from tests.ops.tools import binary
-
     return binary("promtool")
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from tests.needs import binary
 from tests.ops.promconfig import alertmanager_config
-from tests.ops.tools import PROMETHEUS_DIR, binary
+from tests.ops.tools import PROMETHEUS_DIR
 
 
 def test_a_missing_binary_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:

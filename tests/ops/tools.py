@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -13,9 +11,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,32 +25,7 @@ METRICS_DOC = ROOT / "docs" / "metrics.md"
 RUNBOOK = ROOT / "RUNBOOK.md"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
-#: Debian package of each binary (Debian names Alertmanager's binary prometheus-alertmanager).
-_PACKAGES = {
-    "prometheus": "prometheus",
-    "promtool": "prometheus",
-    "prometheus-alertmanager": "prometheus-alertmanager",
-    "amtool": "prometheus-alertmanager",
-}
-
 T = TypeVar("T")
-
-
-def binary(name: str) -> str:
-    """The path of a real binary. Missing: the test fails under CI (``CI`` set) and is skipped
-    elsewhere, with the command that installs it."""
-    found = shutil.which(name)
-    if found is not None:
-        return found
-    hint = f"apt-get install -y {_PACKAGES.get(name, name)}"
-    return missing(f"{name} is not installed: {hint}")
-
-
-def missing(message: str) -> NoReturn:
-    """A required tool is missing: fail under CI (``CI`` set), skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def run(*argv: str, cwd: Path = ROOT, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ package is not a dependency).
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
 import subprocess
@@ -30,6 +29,7 @@ from stream.kafka import (
     wait_until_reachable,
 )
 from stream.settings import KafkaSettings, TopicSettings
+from tests.needs import binary
 
 _BASE_KEYS = {"bootstrap_servers", "client_id", "request_timeout_ms", "security_protocol"}
 _PASSWORD = "s3cret"  # noqa: S105 - a made-up test value
@@ -49,8 +49,7 @@ def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A throwaway CA (self-signed), a client certificate and key, and a key that does not
     match the certificate."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl CLI to make a throwaway certificate")
+    binary("openssl")  # fails under CI when missing, as every required tool does
     directory = tmp_path_factory.mktemp("tls")
     ca, _ = _self_signed(directory, "test-ca")
     cert, key = _self_signed(directory, "test-client")

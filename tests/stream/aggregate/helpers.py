@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -76,22 +75,6 @@ async def publish(
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
-
-
-async def until(
-    condition: Callable[[], bool],
-    timeout_s: float,
-    what: str,
-    state: Callable[[], object] | None = None,
-) -> None:
-    """Wait until ``condition()`` holds (checked every 50 ms), or fail naming ``what`` and
-    what ``state()`` says then."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            seen = "" if state is None else f" (state: {state()!r})"
-            raise AssertionError(f"not within {timeout_s} s: {what}{seen}")
-        await asyncio.sleep(0.05)
 
 
 async def read_records(

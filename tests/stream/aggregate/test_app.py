@@ -21,8 +21,9 @@ from stream.http import MetricsServer
 from stream.profile import ReferenceProfile
 from stream.settings import KafkaSettings, Settings
 from tests.conftest import TopicFactory
+from tests.needs import until
 from tests.stream.aggregate.conftest import VERSION, PaneMaker
-from tests.stream.aggregate.helpers import app_settings, publish, read_records, until
+from tests.stream.aggregate.helpers import app_settings, publish, read_records
 
 T0 = 1_300_000_000.0  # a multiple of 20 s
 #: The issue's bar for start-up on the embedded broker.

@@ -25,7 +25,8 @@ from stream.aggregate.summary import rfc3339
 from stream.model import load_model
 from stream.settings import KafkaSettings
 from tests.conftest import TopicFactory
-from tests.stream.aggregate.helpers import app_settings, publish, read_records, until
+from tests.needs import until
+from tests.stream.aggregate.helpers import app_settings, publish, read_records
 
 T0 = 1_300_000_000.0  # a multiple of 80 s
 RATE = 40.0  # events per second of event time: 1,600 events per 40 s window
