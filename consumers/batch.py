@@ -28,6 +28,7 @@ from stream.events import (
     DLQ_SOURCE_TOPIC,
     DLQ_TIME,
     MAX_DETAIL_CHARS,
+    MAX_PRICE,
     Reason,
 )
 
@@ -35,9 +36,6 @@ log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 Headers = list[tuple[str, bytes]]
-
-#: The contract's price range (stream.events.Price): a prediction outside it is a model error.
-_MAX_PRICE = 1e10
 
 
 class RecordLike(Protocol):
@@ -155,10 +153,11 @@ def _predict(model: Predictor, decoded: DecodedBatch) -> tuple[FloatArray, dict[
     prices = np.full(len(decoded), np.nan)
     _predict_range(model, _columns(decoded), 0, len(decoded), prices, failures)
     prices = np.round(prices, 2)  # cents: the price a person reads, and shorter JSON
-    bad = ~(np.isfinite(prices) & (prices > 0) & (prices <= _MAX_PRICE))
+    bad = ~(np.isfinite(prices) & (prices > 0) & (prices <= MAX_PRICE))
     for row in np.flatnonzero(bad).tolist():
         shown = float(prices[row])
-        failures.setdefault(row, f"the model predicted {shown!r}, not a price in (0, 1e10]")
+        detail = f"the model predicted {shown!r}, not a price in (0, {MAX_PRICE:g}]"
+        failures.setdefault(row, detail)
     return prices, failures
 
 

@@ -157,6 +157,7 @@ def produce(
     from producers.run import ProduceOptions
     from producers.run import produce as run_produce
     from producers.scenarios import describe_scenarios, parse_scenario
+    from stream.dataset import holdout_rows, load_ames
 
     if list_scenarios:
         out.print(describe_scenarios(), markup=False)
@@ -177,7 +178,8 @@ def produce(
         with_sales=with_sales,
         sale_delay_s=sale_delay,
     )
-    total = count if count is not None else (None if loop or source != "holdout" else 1_611)
+    holdout_size = len(holdout_rows(load_ames())) if source == "holdout" and not loop else None
+    total = count if count is not None else holdout_size
 
     async def run(stopping: asyncio.Event) -> None:
         with progress(err, f"producing to {settings.topics.listings}", total) as report:

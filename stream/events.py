@@ -86,7 +86,9 @@ Count = Annotated[int | None, Field(ge=0, le=100)]
 Year = Annotated[int | None, Field(ge=1800, description="calendar year")]
 Category = Annotated[str | None, Field(min_length=1, max_length=64)]
 ListingId = Annotated[str, Field(min_length=1, max_length=128)]
-Price = Annotated[float, Field(gt=0, le=1e10, description="US dollars")]
+#: The highest price the contract accepts, in US dollars.
+MAX_PRICE: Final = 1e10
+Price = Annotated[float, Field(gt=0, le=MAX_PRICE, description="US dollars")]
 
 #: A year may be up to this far past the event's own year (homes sold before completion).
 _YEARS_AHEAD: Final = 2

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import orjson
 
 from stream.broker import EmbeddedBroker
@@ -144,21 +145,14 @@ async def run_up(
 
 
 async def _http_ready(url: str, interval_s: float = 0.25) -> None:
-    """Return once ``url`` answers 200; keep asking while it answers anything else."""
-    host_port = url.removeprefix("http://").split("/", 1)[0]
-    host, _, port = host_port.rpartition(":")
-    path = "/" + url.removeprefix("http://").split("/", 1)[1]
-    while True:
-        with contextlib.suppress(OSError):
-            reader, writer = await asyncio.open_connection(host, int(port))
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: {host_port}\r\n\r\n".encode())
-            await writer.drain()
-            status = await reader.readline()
-            writer.close()
-            await writer.wait_closed()
-            if status.split()[1:2] == [b"200"]:
-                return
-        await asyncio.sleep(interval_s)
+    """Return once ``url`` answers 200; keep asking while it answers anything else or nothing."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(interval_s)
 
 
 __all__ = ["ChildFailed", "UpOptions", "child_env", "run_up"]
