@@ -87,13 +87,19 @@ def _sale(draft: Draft, *, event_time: EventTime, now: datetime) -> bytes | None
     return orjson.dumps(sale, option=orjson.OPT_UTC_Z)
 
 
+def repeat(source: Iterable[Draft]) -> Iterator[Draft]:
+    """``source`` over and over, lazily: the first pass is yielded as it is read (a stdin stream
+    starts at once), later passes from memory. An empty source yields nothing."""
+    cached = []
+    for draft in source:
+        cached.append(draft)
+        yield draft
+    while cached:
+        yield from cached
+
+
 def _drafts(source: Iterable[Draft], plan: PublishPlan) -> Iterator[Draft]:
-    drafts: Iterable[Draft] = source
-    if plan.loop:
-        cached = list(source)
-        if not cached:
-            return
-        drafts = itertools.cycle(cached)
+    drafts: Iterable[Draft] = repeat(source) if plan.loop else source
     if plan.count is not None:
         drafts = itertools.islice(drafts, plan.count)
     yield from drafts

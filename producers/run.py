@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from producers.publish import EventTime, PublishPlan, PublishStats, publish
+from producers.publish import EventTime, PublishPlan, PublishStats, publish, repeat
 from producers.scenarios import Scenario, ScenarioStream
 from producers.sources import Draft, holdout_drafts, jsonl_drafts, read_file_lines, read_lines
 from stream.errors import DataError
@@ -37,7 +37,9 @@ class ProduceOptions:
 
 
 def drafts_for(options: ProduceOptions) -> Iterable[Draft]:
-    """The source's drafts with the scenarios applied, lazily where the source is a stream."""
+    """The source's drafts (repeated with ``loop``) with the scenarios applied, lazily where the
+    source is a stream. Scenarios apply after the repetition, so ``after_s``/``until_s`` count
+    from the first event of the whole run, not of one pass."""
     pool = holdout_drafts()  # scenarios sample from and rank by the bundled data
     if options.source == HOLDOUT:
         source: Iterable[Draft] = pool
@@ -50,6 +52,8 @@ def drafts_for(options: ProduceOptions) -> Iterable[Draft]:
                 f"--source {options.source}: no such file (expected 'holdout', a JSONL file or -)"
             )
         source = jsonl_drafts(read_file_lines(path))
+    if options.loop:
+        source = repeat(source)
     if not options.scenarios:
         return source
     return ScenarioStream(options.scenarios, seed=options.seed, pool=pool).apply(source)
@@ -70,7 +74,7 @@ async def produce(
         sale_delay_s=options.sale_delay_s,
         rate=options.rate,
         count=options.count,
-        loop=options.loop,
+        loop=False,  # drafts_for repeats the source, before the scenarios
         event_time=options.event_time,
     )
     await wait_until_reachable(settings.kafka, _REACH_TIMEOUT_S)

@@ -4,7 +4,8 @@ A scenario is written ``name:key=value,key=value`` (lists with ``|``), e.g.
 ``scale:feature=living_area_sqft,factor=0.0929`` (areas sent in square metres) or
 ``segment:feature=neighbourhood,top=3,after=800`` (after 800 events, only the three most
 expensive neighbourhoods). Every scenario takes ``after`` (events) and ``after_s`` (seconds) so
-one run shows "stable, then drift", and most take ``share`` (the fraction of events it touches).
+one run shows "stable, then drift", ``until`` and ``until_s`` end it ("drift, then stable
+again"), and most take ``share`` (the fraction of events it touches).
 The same ``--seed`` and input give byte-identical output.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -34,6 +35,25 @@ class _Scenario(BaseModel):
 
     after: int = Field(default=0, ge=0, description="start after this many events")
     after_s: float = Field(default=0.0, ge=0, description="start after this many seconds")
+    until: int | None = Field(default=None, gt=0, description="stop after this many events")
+    until_s: float | None = Field(default=None, gt=0, description="stop after this many seconds")
+
+    @model_validator(mode="after")
+    def _starts_before_it_stops(self) -> Self:
+        if self.until is not None and self.until <= self.after:
+            raise ValueError(f"until={self.until} must be above after={self.after}")
+        if self.until_s is not None and self.until_s <= self.after_s:
+            raise ValueError(f"until_s={self.until_s:g} must be above after_s={self.after_s:g}")
+        return self
+
+    def active(self, seen: int, elapsed_s: float) -> bool:
+        """Whether the scenario applies to the event after ``seen`` events, ``elapsed_s`` in."""
+        return (
+            seen >= self.after
+            and elapsed_s >= self.after_s
+            and (self.until is None or seen < self.until)
+            and (self.until_s is None or elapsed_s < self.until_s)
+        )
 
 
 class Scale(_Scenario):
@@ -197,7 +217,7 @@ class ScenarioStream:
             for i, scenario in enumerate(self.scenarios):
                 if changed is None:
                     break
-                if self._seen >= scenario.after and elapsed >= scenario.after_s:
+                if scenario.active(self._seen, elapsed):
                     changed = self._one(i, scenario, changed)
             self._seen += 1
             if changed is not None:

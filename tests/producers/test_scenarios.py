@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -13,6 +15,7 @@ import orjson
 import pytest
 
 from producers.publish import encode
+from producers.run import ProduceOptions, drafts_for
 from producers.scenarios import (
     Malformed,
     ScenarioStream,
@@ -85,6 +88,48 @@ def test_after_leaves_the_first_events_alone() -> None:
         a["lot_area_sqft"] == 10 * b["lot_area_sqft"]
         for a, b in zip(after[800:], before[800:], strict=True)
     )
+
+
+def test_until_ends_a_scenario_and_the_stream_is_as_before_again() -> None:
+    before = listings(list(base()))
+    after = listings(run("scale:feature=lot_area_sqft,factor=10,after=100,until=300"))
+    assert after[:100] == before[:100]
+    assert after[300:] == before[300:]
+    assert all(
+        a["lot_area_sqft"] == 10 * b["lot_area_sqft"]
+        for a, b in zip(after[100:300], before[100:300], strict=True)
+    )
+
+
+def test_until_s_ends_a_scenario_by_the_clock() -> None:
+    now = [0.0]
+
+    def one_a_second() -> Iterator[Draft]:
+        for i, draft in enumerate(base()[:40]):
+            now[0] = float(i)
+            yield draft
+
+    stream = ScenarioStream(
+        [parse_scenario("missing:feature=bedrooms,share=1,after_s=10,until_s=20")],
+        seed=1,
+        pool=base(),
+        clock=lambda: now[0],
+    )
+    after = listings(list(stream.apply(one_a_second())))
+    missing = [i for i, listing in enumerate(after) if listing["bedrooms"] is None]
+    assert missing == list(range(10, 20))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("missing:feature=bedrooms,after=10,until=10", "until=10 must be above after=10"),
+        ("missing:feature=bedrooms,after_s=5,until_s=2", "until_s=2 must be above after_s=5"),
+    ],
+)
+def test_a_scenario_that_stops_before_it_starts_is_refused(text: str, expected: str) -> None:
+    with pytest.raises(DataError, match=expected):
+        parse_scenario(text)
 
 
 def test_inflate_shifts_size_and_price_up_and_keeps_ids_and_times() -> None:
@@ -201,3 +246,19 @@ def test_the_scenario_list_documents_every_scenario_and_field() -> None:
         assert f"\n{name}: " in f"\n{text}"
     assert "factor (required)" in text
     assert "after (default 0)" in text
+
+
+def test_with_loop_a_scenario_counts_events_across_passes() -> None:
+    # ``after`` beyond one pass of the hold-out: the change starts in the second pass.
+    options = ProduceOptions(
+        loop=True, scenarios=(parse_scenario("scale:feature=lot_area_sqft,factor=10,after=2000"),)
+    )
+    drafts = list(itertools.islice(drafts_for(options), 2100))
+    first = listings(list(base()))
+    again = listings(drafts)
+    n = len(first)
+    assert again[:n] == first
+    assert again[n:2000] == first[: 2000 - n]
+    assert [a["lot_area_sqft"] for a in again[2000:]] == [
+        10 * b["lot_area_sqft"] for b in first[2000 - n : 2100 - n]
+    ]
