@@ -28,7 +28,9 @@ a restart can be lost; on Apache Kafka recovery is exact.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, NamedTuple, Self
 
@@ -81,8 +83,10 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # project's topics, which faust requires of a source and its tables' changelogs.
         "topic_partitions": settings.topics.partitions,
         "topic_replication_factor": settings.topics.replication_factor,
-        # State is rebuilt from the changelogs at start; no RocksDB to install.
+        # State is rebuilt from the changelogs at start; no RocksDB to install. faust still
+        # creates a data directory: under the system's temporary directory, not the cwd.
         "store": "memory://",
+        "datadir": str(Path(tempfile.gettempdir()) / "appraise-{conf.name}-data"),
         "web_enabled": False,
     }
 
