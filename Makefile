@@ -54,7 +54,7 @@ test-fast: venv
 
 demo: venv
 	@$(MAKE) --no-print-directory system-deps || echo "note: could not install $(DEB_PACKAGES); appraise up runs without them"
-	$(BIN)/appraise up
+	$(BIN)/appraise up --profile demo
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

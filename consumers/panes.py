@@ -26,7 +26,7 @@ import base64
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Final
 
 import numpy as np
@@ -35,6 +35,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stream.errors import DataError
+from stream.events import unix_rfc3339
 from stream.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
 from stream.sketches import DEFAULT_K, QuantileSketch, state_key_for
 
@@ -71,7 +72,7 @@ class Pane:
     @property
     def key(self) -> bytes:
         """The record key: pane start and model version."""
-        return f"{_rfc3339(self.start)}/{self.model_version}".encode()
+        return f"{unix_rfc3339(self.start)}/{self.model_version}".encode()
 
     def fold(
         self,
@@ -191,7 +192,7 @@ def encode_pane(pane: Pane) -> bytes:
     return orjson.dumps(
         {
             "format": FORMAT,
-            "pane_start": _rfc3339(pane.start),
+            "pane_start": unix_rfc3339(pane.start),
             "pane_seconds": pane.seconds,
             "model_version": pane.model_version,
             "sketch": state_key_for(pane.k),
@@ -238,7 +239,3 @@ def _sketch(text: str, k: int) -> QuantileSketch:
     except ValueError as exc:
         raise PaneFormatError(f"sketch is not base64: {exc}") from exc
     return QuantileSketch.from_bytes(data, k)
-
-
-def _rfc3339(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from aiokafka import ConsumerRecord
 
 from stream.errors import DataError
-from stream.events import InvalidEvent, SaleEvent, decode, decode_listing
+from stream.events import InvalidEvent, SaleEvent, decode, decode_listing, unix_rfc3339
 from stream.features import FEATURES
 from stream.kafka import RangeBounds, make_producer, read_range, topic_partitions
 from stream.model import LoadedModel, load_model
@@ -83,7 +83,7 @@ class ReplayRange:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+    return unix_rfc3339(ms / 1000)
 
 
 @dataclass(slots=True)

@@ -56,7 +56,7 @@ def show_settings() -> None:
 @app.command()
 def broker(
     port: Annotated[
-        int | None, typer.Option(help="listen port [default: APPRAISE_BROKER__PORT, 9092]")
+        int | None, typer.Option(help="listen port \\[default: APPRAISE_BROKER__PORT, 9092]")
     ] = None,
     log: Annotated[Path | None, typer.Option(help="write the broker's own log here")] = None,
 ) -> None:
@@ -87,7 +87,9 @@ def broker(
 def train(
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", help="model directory [default: APPRAISE_MODEL_DIR, models/current]"),
+        typer.Option(
+            "--out", help="model directory \\[default: APPRAISE_MODEL_DIR, models/current]"
+        ),
     ] = None,
     years: Annotated[
         str, typer.Option(help="training years, FIRST-LAST; the other years are the hold-out")
@@ -128,7 +130,7 @@ def produce(
         str, typer.Option(help="'holdout' (the bundled 2008-2010 sales), a JSONL file, or -")
     ] = "holdout",
     rate: Annotated[
-        str | None, typer.Option(help="events per second, e.g. 2000 or 2000/s [default: max]")
+        str | None, typer.Option(help="events per second, e.g. 2000 or 2000/s \\[default: max]")
     ] = None,
     count: Annotated[int | None, typer.Option(min=1, help="stop after this many")] = None,
     loop: Annotated[bool, typer.Option(help="start the source again when it ends")] = False,
@@ -204,10 +206,10 @@ def produce(
 @app.command()
 def replay(
     topic: Annotated[
-        str | None, typer.Option(help="topic to read [default: the listings topic]")
+        str | None, typer.Option(help="topic to read \\[default: the listings topic]")
     ] = None,
     partition: Annotated[
-        list[int] | None, typer.Option(help="only these partitions (repeatable) [default: all]")
+        list[int] | None, typer.Option(help="only these partitions (repeatable) \\[default: all]")
     ] = None,
     since: Annotated[
         str | None,
@@ -224,7 +226,8 @@ def replay(
     speed: Annotated[
         float | None,
         typer.Option(
-            min=0.001, help="with --to: pace as it happened, this many times faster [default: max]"
+            min=0.001,
+            help="with --to: pace as it happened, this many times faster \\[default: max]",
         ),
     ] = None,
     rescore: Annotated[
@@ -233,7 +236,7 @@ def replay(
     champion: Annotated[
         Path | None,
         typer.Option(
-            help="with --rescore: the model to compare against [default: APPRAISE_MODEL_DIR]"
+            help="with --rescore: the model to compare against \\[default: APPRAISE_MODEL_DIR]"
         ),
     ] = None,
     move_pct: Annotated[
@@ -335,38 +338,74 @@ def _print_comparison(result: Comparison) -> None:
 
 @app.command()
 def up(
-    rate: Annotated[float, typer.Option(min=0.1, help="listings per second to publish")] = 20.0,
+    rate: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="listings per second \\[default: the profile's, 20 or 50]"),
+    ] = None,
     scenario: Annotated[
         list[str] | None,
         typer.Option(
-            help="a drift scenario for the producer (see appraise produce --list-scenarios)"
+            help="a drift scenario for the producer, e.g. scale:feature=living_area_sqft,"
+            "factor=1.6,after_s=60 (see appraise produce --list-scenarios); repeatable"
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="seed of the scenarios")] = 0,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="time scales: 'default' (1 and 5 min windows, alerts after minutes) or 'demo' "
+            "(10 and 30 s windows, rule durations / 10: a drift alert within about a minute)"
+        ),
+    ] = "default",
     bootstrap_servers: Annotated[
         str | None,
         typer.Option(help="use this Kafka cluster instead of starting the embedded broker"),
     ] = None,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            help="use this Prometheus (which scrapes the scorer and stream app itself) instead "
+            "of starting Prometheus and Alertmanager"
+        ),
+    ] = None,
+    monitoring: Annotated[
+        bool, typer.Option(help="run Prometheus, Alertmanager and the alert webhook receiver")
+    ] = True,
+    live: Annotated[
+        bool, typer.Option(help="show the live view (off a terminal: a status line every 10 s)")
+    ] = True,
     run_dir: Annotated[
-        Path | None, typer.Option(help="where the parts' logs go [default: runs/<UTC time>]")
+        Path | None,
+        typer.Option(help="where logs, configs and alerts.jsonl go \\[default: runs/<UTC time>]"),
     ] = None,
 ) -> None:
-    """Run appraise on this machine: broker, model, scorer, stream app and producer, until
-    Ctrl-C."""
+    """Run appraise on this machine: broker, model, scorer, stream app, Prometheus, Alertmanager,
+    an alert webhook receiver and a producer, with a live view, until Ctrl-C."""
     from producers.scenarios import parse_scenario
+    from stream.monitoring import profile_named
     from stream.up import UpOptions, run_up
 
     for text in scenario or []:
         parse_scenario(text)  # a bad scenario stops here, before anything starts
+    chosen = profile_named(profile)
     settings = load_settings()
     options = UpOptions(
-        rate=rate, scenarios=tuple(scenario or ()), seed=seed, bootstrap_servers=bootstrap_servers
+        rate=rate,
+        scenarios=tuple(scenario or ()),
+        seed=seed,
+        bootstrap_servers=bootstrap_servers,
+        prometheus_url=prometheus_url.rstrip("/") if prometheus_url else None,
+        monitoring=monitoring,
+        profile=chosen,
+        live=live,
     )
     if run_dir is not None:
         options = dataclasses.replace(options, run_dir=run_dir)
 
     async def run(stopping: asyncio.Event) -> None:
-        await run_up(settings, options, stopping, lambda line: out.print(line, markup=False))
+        await run_up(
+            settings, options, stopping, lambda line: out.print(line, markup=False), console=out
+        )
         out.print("stopped")
 
     _run_until_signal(run)
@@ -406,6 +445,46 @@ def aggregate() -> None:
         await run_aggregate(settings, stopping, on_ready=ready)
 
     _run_until_signal(run)
+
+
+@app.command()
+def report(
+    windows: Annotated[int, typer.Option(min=1, help="how many of the newest windows")] = 30,
+    window: Annotated[
+        str | None,
+        typer.Option(help="which window kind, e.g. 1m or 5m \\[default: the tumbling one]"),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="directory to write to \\[default: reports/<UTC time>]"),
+    ] = None,
+    json_only: Annotated[bool, typer.Option("--json-only", help="write report.json only")] = False,
+) -> None:
+    """Write an HTML report (report.html, plots inline) and report.json of the newest windows on
+    the windows topic: reference vs current distributions, PSI/KS per feature, prediction
+    quantiles, drift share and realised error, as the stream app computed them."""
+    from datetime import UTC, datetime
+
+    from stream.aggregate.windows import window_specs
+    from stream.report import load_report, write_report
+
+    settings = load_settings()
+    now = datetime.now(UTC)
+    name = window or window_specs(settings.aggregate)[0].name
+    target = out_dir or Path("reports") / now.strftime("%Y%m%dT%H%M%SZ")
+    built = asyncio.run(
+        load_report(
+            settings.kafka,
+            settings.topics.windows,
+            window=name,
+            last=windows,
+            psi_threshold=settings.aggregate.psi_threshold,
+            generated=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        )
+    )
+    for path in write_report(built, target, html_page=not json_only):
+        out.print(str(path), markup=False)
+    out.print(built.summary_line(), markup=False)
 
 
 bench_app = typer.Typer(

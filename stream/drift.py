@@ -102,15 +102,27 @@ def category_psi(
     reference never saw (its expected share is 0, floored to ``eps``). Missing values are not a
     category: count them apart (the missing rate). NaN if ``current_counts`` sums to 0.
     """
+    _, expected, actual = category_fractions(reference_frequencies, current_counts)
+    return psi(expected, actual, eps)
+
+
+def category_fractions(
+    reference_frequencies: Mapping[str, float], current_counts: Mapping[str, int]
+) -> tuple[tuple[str, ...], FloatArray, FloatArray]:
+    """The bins :func:`category_psi` compares: the reference categories (sorted) and
+    :data:`UNSEEN` last, with the reference's and the window's share in each.
+
+    The reference's share of :data:`UNSEEN` is 0; the window's shares are all NaN if
+    ``current_counts`` sums to 0.
+    """
+    categories = sorted(reference_frequencies)
+    expected = np.array([*(reference_frequencies[c] for c in categories), 0.0], dtype=np.float64)
     total = sum(current_counts.values())
     if total <= 0:
-        return math.nan
-    categories = sorted(reference_frequencies)
-    expected = [reference_frequencies[c] for c in categories] + [0.0]
+        return (*categories, UNSEEN), expected, np.full(expected.size, np.nan)
     seen = [current_counts.get(c, 0) for c in categories]
-    unseen = total - sum(seen)
-    actual = [count / total for count in [*seen, unseen]]
-    return psi(expected, actual, eps)
+    actual = np.array([*seen, total - sum(seen)], dtype=np.float64) / total
+    return (*categories, UNSEEN), expected, actual
 
 
 def unseen_rate(

@@ -267,3 +267,8 @@ def _invalid(exc: ValidationError, raw: bytes) -> InvalidEvent:
         f"{'.'.join(str(p) for p in err['loc']) or '<event>'}: {err['msg']}" for err in errors
     )
     return InvalidEvent(reason, detail)
+
+
+def unix_rfc3339(seconds: float) -> str:
+    """Unix seconds as RFC 3339 UTC with ``Z`` (e.g. pane, window and replay boundaries)."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")

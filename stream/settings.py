@@ -144,6 +144,25 @@ class MetricsSettings(_Section):
     stream_port: Port = 9401
 
 
+class MonitoringSettings(_Section):
+    """Prometheus, Alertmanager and the alert webhook receiver that ``appraise up`` runs (Debian's
+    ``prometheus`` and ``prometheus-alertmanager`` binaries; the configs are generated from
+    ``prometheus/``)."""
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="bind address of all three")
+    prometheus_port: Port = 9090
+    alertmanager_port: Port = 9093
+    webhook_port: Port = Field(
+        default=9095, description="the receiver that records and prints Alertmanager's alerts"
+    )
+    prometheus_bin: str = Field(default="prometheus", min_length=1, description="name or path")
+    alertmanager_bin: str = Field(
+        default="prometheus-alertmanager",
+        min_length=1,
+        description="name or path (Debian's name; upstream's binary is called alertmanager)",
+    )
+
+
 class BrokerSettings(_Section):
     """The embedded broker (Tansu) started by ``appraise broker`` and ``appraise up``."""
 
@@ -229,6 +248,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     metrics: MetricsSettings = MetricsSettings()
     broker: BrokerSettings = BrokerSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     scorer: ScorerSettings = ScorerSettings()
     aggregate: AggregateSettings = AggregateSettings()
     model_dir: Path = Field(

@@ -2,8 +2,10 @@
 
 Order: the broker (embedded, in this process, unless ``--bootstrap-servers`` names a running
 cluster) and its topics; the model (trained if the model directory has none); the scorer and the
-stream app, each once ready; the producer. Ctrl-C stops them in reverse order. Logs go to
-``<run dir>/<part>.log``.
+stream app, each once ready; the webhook receiver, Alertmanager and Prometheus (unless
+``--prometheus-url`` names a running Prometheus, or their binaries are missing, which is said);
+the producer; then the live view. Ctrl-C stops them in reverse order. Logs go to
+``<run dir>/<part>.log``, notifications to ``<run dir>/alerts.jsonl``.
 """
 
 from __future__ import annotations
@@ -15,16 +17,33 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
+from rich.console import Console
 
+from stream.aggregate.windows import window_specs
+from stream.alerts import WebhookReceiver
 from stream.broker import EmbeddedBroker
 from stream.kafka import ensure_topics, wait_until_reachable
-from stream.model import CARD_FILE, train
+from stream.live import LiveSources, run_live_view
+from stream.model import CARD_FILE, load_model, train
+from stream.monitoring import (
+    INSTALL_HINT,
+    PROFILES,
+    Endpoints,
+    Profile,
+    alertmanager_argv,
+    find_binary,
+    prometheus_argv,
+    write_configs,
+)
 from stream.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings
 from stream.supervisor import ChildFailed, Supervisor, appraise_argv
 
+#: The webhook receiver's record of every notification, in the run directory.
+ALERTS_FILE = "alerts.jsonl"
 #: How long the scorer may take to load its model, join its group and get partitions.
 SCORER_READY_TIMEOUT_S = 90.0
 
@@ -33,10 +52,14 @@ SCORER_READY_TIMEOUT_S = 90.0
 class UpOptions:
     """What ``appraise up`` was asked for."""
 
-    rate: float = 20.0
+    rate: float | None = None  # None: the profile's rate
     scenarios: Sequence[str] = ()
     seed: int = 0
     bootstrap_servers: str | None = None  # None: run the embedded broker
+    prometheus_url: str | None = None  # an existing Prometheus: run neither it nor Alertmanager
+    monitoring: bool = True  # False: run no Prometheus, Alertmanager or webhook receiver
+    profile: Profile = PROFILES["default"]
+    live: bool = True  # the live view (a status line every 10 s off a terminal)
     run_dir: Path = field(default_factory=lambda: Path("runs") / _stamp())
 
 
@@ -70,16 +93,30 @@ def _env_value(value: object) -> str:
     return str(value)
 
 
+def with_profile(settings: Settings, profile: Profile) -> Settings:
+    """``settings`` with the profile's values wherever the environment did not set the field."""
+    updates: dict[str, Any] = {}
+    for section, values in profile.settings.items():
+        current = getattr(settings, section)
+        chosen = {k: v for k, v in values.items() if k not in current.model_fields_set}
+        if chosen:
+            updates[section] = type(current).model_validate({**current.model_dump(), **chosen})
+    return settings.model_copy(update=updates)
+
+
 async def run_up(
     settings: Settings,
     options: UpOptions,
     stop: asyncio.Event,
     say: Callable[[str], None],
+    console: Console | None = None,
 ) -> None:
     """Run everything until ``stop`` is set or a part fails (ChildFailed)."""
+    settings = with_profile(settings, options.profile)
+    options.run_dir.mkdir(parents=True, exist_ok=True)
+    plain = console is None or not console.is_terminal
     async with contextlib.AsyncExitStack() as stack:
         if options.bootstrap_servers is None:
-            options.run_dir.mkdir(parents=True, exist_ok=True)
             broker = EmbeddedBroker.from_settings(settings, log_path=options.run_dir / "broker.log")
             await stack.enter_async_context(broker)
             settings = settings.model_copy(update={"kafka": broker.kafka})
@@ -97,8 +134,6 @@ async def run_up(
             say(f"model      none in {settings.model_dir}: training one (a few seconds)")
             card = await asyncio.to_thread(train, settings.model_dir)
         else:
-            from stream.model import load_model
-
             card = (await asyncio.to_thread(load_model, settings.model_dir)).card
         say(
             f"model      {card.model_version} in {settings.model_dir} "
@@ -107,41 +142,142 @@ async def run_up(
 
         supervisor = Supervisor(options.run_dir, child_env(settings))
         stack.push_async_callback(supervisor.stop_all)
-        metrics = f"http://{settings.metrics.host}:{settings.metrics.scorer_port}"
+        host = settings.metrics.host
+        scorer_url = f"http://{host}:{settings.metrics.scorer_port}"
         await supervisor.start(
             "scorer",
             appraise_argv("score"),
-            ready=lambda: _http_ready(f"{metrics}/readyz"),
+            ready=lambda: _http_ready(f"{scorer_url}/readyz"),
             ready_timeout_s=SCORER_READY_TIMEOUT_S,
         )
-        say(f"scorer     ready; metrics {metrics}/metrics, health {metrics}/readyz")
-        stream_url = f"http://{settings.metrics.host}:{settings.metrics.stream_port}"
+        say(f"scorer     ready; metrics {scorer_url}/metrics, health {scorer_url}/readyz")
+        stream_url = f"http://{host}:{settings.metrics.stream_port}"
         await supervisor.start(
             "stream",
             appraise_argv("aggregate"),
             ready=lambda: _http_ready(f"{stream_url}/readyz"),
             ready_timeout_s=SCORER_READY_TIMEOUT_S,
         )
-        say(f"stream app ready; metrics {stream_url}/metrics")
+        window = settings.aggregate
+        say(
+            f"stream app ready; metrics {stream_url}/metrics; "
+            f"windows {window.tumbling_seconds:g} s and {window.hopping_seconds:g} s "
+            f"every {window.hop_seconds:g} s "
+            f"(profile {options.profile.name})"
+        )
 
-        produce = ["produce", "--loop", "--event-time", "live", "--rate", f"{options.rate:g}"]
+        urls = {"scorer": f"{scorer_url}/metrics", "stream app": f"{stream_url}/metrics"}
+        receiver: WebhookReceiver | None = None
+        prometheus_url = options.prometheus_url
+        alertmanager_url: str | None = None
+        if prometheus_url is not None:
+            say(
+                f"prometheus using {prometheus_url}: have it scrape {host}:"
+                f"{settings.metrics.scorer_port} and {host}:{settings.metrics.stream_port} "
+                "with the rules in prometheus/rules/"
+            )
+        elif options.monitoring:
+            monitoring = settings.monitoring
+            binaries = {
+                "Prometheus": find_binary(monitoring.prometheus_bin),
+                "Alertmanager": find_binary(monitoring.alertmanager_bin),
+            }
+            missing = [
+                f"{what} ({name!r} not found)"
+                for (what, found), name in zip(
+                    binaries.items(),
+                    (monitoring.prometheus_bin, monitoring.alertmanager_bin),
+                    strict=True,
+                )
+                if found is None
+            ]
+            if missing:
+                say(f"monitoring NOT running: {', '.join(missing)}; {INSTALL_HINT}")
+            else:
+                receiver = WebhookReceiver(
+                    monitoring.host,
+                    monitoring.webhook_port,
+                    options.run_dir / ALERTS_FILE,
+                    on_notification=(lambda n: say(f"alert      {n.line()}"))
+                    if plain
+                    else (lambda _: None),
+                )
+                await receiver.start()
+                stack.push_async_callback(receiver.stop)
+                endpoints = Endpoints(
+                    scorer=f"{host}:{settings.metrics.scorer_port}",
+                    stream=f"{host}:{settings.metrics.stream_port}",
+                    prometheus=f"{monitoring.host}:{monitoring.prometheus_port}",
+                    alertmanager=f"{monitoring.host}:{monitoring.alertmanager_port}",
+                    webhook=f"{monitoring.host}:{receiver.port}",
+                )
+                configs = write_configs(options.run_dir / "config", endpoints, options.profile)
+                alertmanager_url = f"http://{endpoints.alertmanager}"
+                await supervisor.start(
+                    "alertmanager",
+                    alertmanager_argv(
+                        str(binaries["Alertmanager"]),
+                        configs.alertmanager,
+                        options.run_dir / "alertmanager-data",
+                        endpoints.alertmanager,
+                    ),
+                    ready=lambda: _http_ready(f"{alertmanager_url}/-/ready"),
+                )
+                say(f"alertmgr   ready on {alertmanager_url}; notifications to {receiver.url}")
+                prometheus_url = f"http://{endpoints.prometheus}"
+                await supervisor.start(
+                    "prometheus",
+                    prometheus_argv(
+                        str(binaries["Prometheus"]),
+                        configs.prometheus,
+                        options.run_dir / "prometheus-data",
+                        endpoints.prometheus,
+                    ),
+                    ready=lambda: _http_ready(f"{prometheus_url}/-/ready"),
+                )
+                say(
+                    f"prometheus ready on {prometheus_url} (rules from prometheus/rules/, "
+                    f"durations / {options.profile.rules_time_divisor})"
+                )
+                urls = {"prometheus": prometheus_url, "alertmanager": alertmanager_url, **urls}
+                urls["alerts file"] = str(options.run_dir / ALERTS_FILE)
+
+        rate = options.rate if options.rate is not None else options.profile.rate
+        produce = ["produce", "--loop", "--event-time", "live", "--rate", f"{rate:g}"]
         produce += ["--seed", str(options.seed)]
         for scenario in options.scenarios:
             produce += ["--scenario", scenario]
         await supervisor.start("producer", appraise_argv(*produce))
-        say(f"producer   {options.rate:g} listings/s from the 2008-2010 hold-out stream, live time")
+        scenarios = f" with {', '.join(options.scenarios)}" if options.scenarios else ""
+        say(f"producer   {rate:g} listings/s from the 2008-2010 hold-out stream{scenarios}")
         say(f"logs       {options.run_dir}/")
+        tumbling = window_specs(settings.aggregate)[0].name
+        say(f"report     appraise report --window {tumbling} (in another terminal, any time)")
         say("Ctrl-C stops everything.")
 
-        failure = asyncio.ensure_future(supervisor.wait_for_failure())
-        stopping = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait({failure, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (failure, stopping):
-            if task not in done:
-                task.cancel()
-        if failure in done:
-            failure.result()  # raises ChildFailed with the child's log tail
-        say("stopping: producer, stream app, scorer, broker")
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(supervisor.wait_for_failure())}
+        waits.add(asyncio.ensure_future(stop.wait()))
+        if options.live:
+            sources = LiveSources(
+                scorer_metrics_url=f"{scorer_url}/metrics",
+                stream_metrics_url=f"{stream_url}/metrics",
+                prometheus_url=prometheus_url,
+                alertmanager_url=alertmanager_url,
+                urls=urls,
+                notifications=(lambda: [n.line() for n in receiver.recent()])
+                if receiver is not None
+                else (lambda: ()),
+                psi_threshold=settings.aggregate.psi_threshold,
+            )
+            waits.add(asyncio.ensure_future(run_live_view(sources, stop, console=console)))
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()  # ends the live view
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            task.result()  # a dead child raises ChildFailed with its log tail
+        say("stopping: " + ", ".join(c.name for c in reversed(supervisor.children)) + ", broker")
 
 
 async def _http_ready(url: str, interval_s: float = 0.25) -> None:
@@ -155,4 +291,4 @@ async def _http_ready(url: str, interval_s: float = 0.25) -> None:
             await asyncio.sleep(interval_s)
 
 
-__all__ = ["ChildFailed", "UpOptions", "child_env", "run_up"]
+__all__ = ["ALERTS_FILE", "ChildFailed", "UpOptions", "child_env", "run_up", "with_profile"]

@@ -9,23 +9,68 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
+import numpy as np
 import orjson
 
 from consumers.panes import Pane
 from stream.aggregate.state import ErrorPane
 from stream.aggregate.windows import Window
-from stream.drift import category_psi, ks_from_sketches, psi_from_sketches, unseen_rate
+from stream.drift import (
+    FloatArray,
+    bin_fractions,
+    category_fractions,
+    ks_from_sketches,
+    psi,
+    unseen_rate,
+)
+from stream.events import unix_rfc3339
 from stream.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
-from stream.profile import ReferenceProfile
+from stream.profile import NumericReference, ReferenceProfile
 from stream.sketches import QuantileSketch
 
 #: Format of every record on ``prediction-windows``.
 RECORD_FORMAT: Final = "appraise.window/1"
 #: Prediction quantiles a summary reports (p10, p50, p90, p99).
 QUANTILES: Final = (0.1, 0.5, 0.9, 0.99)
+#: Most category bins a record's distribution lists; the rest are summed into :data:`OTHER`.
+MAX_CATEGORIES: Final = 12
+#: The bin that sums the categories past :data:`MAX_CATEGORIES` (angle brackets: never a
+#: category of the data, like ``stream.drift.UNSEEN``).
+OTHER: Final = "<other>"
+# Shares in a record are rounded to 6 decimals: plots need far less, and PSI recomputed from the
+# rounded shares moves by about 1e-5 (bins floored at 1e-4 before the logarithm).
+_SHARE_DIGITS: Final = 6
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """The reference's and the window's shares over the bins PSI compared (for plots).
+
+    Numeric: ``edges`` are the reference's bin edges, bins ``(-inf, e0), [e0, e1), ...,
+    [e_last, +inf)``. Categorical: ``categories`` name the bins, most frequent first, with
+    ``stream.drift.UNSEEN`` for categories the reference never saw and :data:`OTHER` last for
+    those past :data:`MAX_CATEGORIES`. ``current`` is None if the window had no value.
+    """
+
+    reference: tuple[float, ...]
+    current: tuple[float, ...] | None
+    edges: tuple[float, ...] | None = None
+    categories: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """``edges`` or ``categories``, then ``reference`` and ``current`` (rounded shares)."""
+        bins: dict[str, Any] = (
+            {"edges": list(self.edges)}
+            if self.edges is not None
+            else {"categories": list(self.categories or ())}
+        )
+        return {
+            **bins,
+            "reference": _shares(self.reference),
+            "current": None if self.current is None else _shares(self.current),
+        }
 
 
 @dataclass(frozen=True)
@@ -47,6 +92,9 @@ class Drift:
     features: Mapping[str, FeatureDrift]
     drifting: tuple[str, ...]
     """Features whose PSI is above the threshold, in feature order."""
+    prediction_distribution: Distribution
+    distributions: Mapping[str, Distribution]
+    """Per feature, the shares its PSI was computed from."""
 
     @property
     def drifting_share(self) -> float:
@@ -94,6 +142,14 @@ class WindowSummary:
                 else {name: vars(value) for name, value in drift.features.items()},
                 "drifting_features": None if drift is None else list(drift.drifting),
                 "drifting_share": None if drift is None else drift.drifting_share,
+                "distributions": None
+                if drift is None
+                else {
+                    "prediction": drift.prediction_distribution.to_json(),
+                    "features": {
+                        name: value.to_json() for name, value in drift.distributions.items()
+                    },
+                },
             }
         )
 
@@ -184,11 +240,13 @@ def summarise(
         return WindowSummary(**base, quantiles=None, drift=None)
     quantiles = aggregate.prediction.quantiles(QUANTILES)
     features: dict[str, FeatureDrift] = {}
+    distributions: dict[str, Distribution] = {}
     for name in NUMERIC_FEATURES:
         ref = profile.numeric[name]
         sketch = aggregate.features[name]
+        value, distributions[name] = _numeric_drift(ref, sketch)
         features[name] = FeatureDrift(
-            psi=psi_from_sketches(ref.sketch, sketch, ref.bin_edges),
+            psi=value,
             ks=ks_from_sketches(ref.sketch, sketch),
             missing_rate=aggregate.missing[name] / aggregate.events,
             unseen_rate=math.nan,
@@ -196,21 +254,25 @@ def summarise(
     for name in CATEGORICAL_FEATURES:
         frequencies = profile.categorical[name].frequencies
         counts = aggregate.categories[name]
+        value, distributions[name] = _category_drift(frequencies, counts)
         features[name] = FeatureDrift(
-            psi=category_psi(frequencies, counts),
+            psi=value,
             ks=math.nan,
             missing_rate=aggregate.missing[name] / aggregate.events,
             unseen_rate=unseen_rate(frequencies, counts),
         )
     # NaN (a feature missing in every row) compares False: not counted as drifting.
     drifting = tuple(name for name, f in features.items() if f.psi > psi_threshold)
+    prediction_psi, prediction_distribution = _numeric_drift(
+        profile.prediction, aggregate.prediction
+    )
     drift = Drift(
-        prediction_psi=psi_from_sketches(
-            reference, aggregate.prediction, profile.prediction.bin_edges
-        ),
+        prediction_psi=prediction_psi,
         prediction_ks=ks_from_sketches(reference, aggregate.prediction),
         features=features,
         drifting=drifting,
+        prediction_distribution=prediction_distribution,
+        distributions=distributions,
     )
     return WindowSummary(
         **base,
@@ -219,16 +281,60 @@ def summarise(
     )
 
 
-def rfc3339(seconds: float) -> str:
-    """Unix seconds as RFC 3339 UTC with ``Z``."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+def _numeric_drift(
+    reference: NumericReference, current: QuantileSketch
+) -> tuple[float, Distribution]:
+    """PSI over the reference's bins (as ``stream.drift.psi_from_sketches``), and the shares it
+    was computed from: the exported number and the exported bars are the same numbers."""
+    expected = bin_fractions(reference.sketch, reference.bin_edges)
+    actual = bin_fractions(current, reference.bin_edges)
+    distribution = Distribution(
+        reference=_finite(expected) or (),
+        current=_finite(actual),
+        edges=reference.bin_edges,
+    )
+    return psi(expected, actual), distribution
+
+
+def _category_drift(
+    frequencies: Mapping[str, float], counts: Mapping[str, int]
+) -> tuple[float, Distribution]:
+    """PSI over the reference categories and the unseen bin (as ``stream.drift.category_psi``),
+    and the shares of the :data:`MAX_CATEGORIES` most frequent bins of either side."""
+    bins, expected, actual = category_fractions(frequencies, counts)
+    present = np.isfinite(actual).all()
+    weight = expected + (actual if present else 0.0)
+    # Most frequent first (ties in bin order); a bin empty on both sides adds nothing to PSI.
+    order = [i for i in np.argsort(-weight, kind="stable") if weight[i] > 0]
+    keep, rest = order, []
+    if len(order) > MAX_CATEGORIES + 1:  # one category is never replaced by an "other" of one
+        keep, rest = order[:MAX_CATEGORIES], order[MAX_CATEGORIES:]
+
+    def shares(values: FloatArray) -> tuple[float, ...]:
+        kept = [float(values[i]) for i in keep]
+        return (*kept, float(values[rest].sum())) if rest else tuple(kept)
+
+    distribution = Distribution(
+        reference=shares(expected),
+        current=shares(actual) if present else None,
+        categories=(*(bins[i] for i in keep), *([OTHER] if rest else [])),
+    )
+    return psi(expected, actual), distribution
+
+
+def _finite(values: FloatArray) -> tuple[float, ...] | None:
+    return tuple(float(v) for v in values) if np.isfinite(values).all() else None
+
+
+def _shares(values: tuple[float, ...]) -> list[float]:
+    return [round(v, _SHARE_DIGITS) for v in values]
 
 
 def _window_fields(window: Window) -> dict[str, Any]:
     return {
         "window": window.name,
-        "start": rfc3339(window.start),
-        "end": rfc3339(window.end),
+        "start": unix_rfc3339(window.start),
+        "end": unix_rfc3339(window.end),
         "model_version": window.model_version,
     }
 

@@ -26,6 +26,7 @@ from typing import Final
 import orjson
 
 from stream.errors import DataError
+from stream.events import unix_rfc3339
 from stream.settings import AggregateSettings
 
 #: Format of :meth:`Clock.to_json`; a different one is refused, not misread.
@@ -116,7 +117,7 @@ class Window:
     @property
     def key(self) -> str:
         """``<name>/<start>/<model version>``: the id of its record on ``prediction-windows``."""
-        return f"{self.name}/{self.start:g}/{self.model_version}"
+        return f"{self.name}/{unix_rfc3339(self.start)}/{self.model_version}"
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from stream.monitoring import alertmanager_config
 from tests.needs import binary
-from tests.ops.promconfig import alertmanager_config
 from tests.ops.tools import (
     PROMETHEUS_DIR,
     exited,

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from stream.broker import EmbeddedBroker
+from stream.monitoring import embedded_prometheus_config
 from tests.needs import binary
-from tests.ops.promconfig import embedded_prometheus_config
 from tests.ops.tools import (
     PROMETHEUS_DIR,
     RULES_DIR,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from stream.monitoring import embedded_prometheus_config
 from tests.needs import binary
-from tests.ops.promconfig import embedded_prometheus_config
 from tests.ops.tools import (
     PROMETHEUS_DIR,
     ROOT,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from stream.monitoring import alertmanager_config
 from tests.needs import binary
-from tests.ops.promconfig import alertmanager_config
 from tests.ops.tools import PROMETHEUS_DIR
 
 

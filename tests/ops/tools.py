@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import subprocess
@@ -206,6 +207,29 @@ def process(
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait(timeout=10)
+
+
+def run_processes(markers: list[bytes]) -> list[tuple[int, bytes]]:
+    """Processes (pid, command line) whose command line or environment carries one of
+    ``markers``: what a run left behind."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            text = cmdline + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if any(marker in text for marker in markers):
+            found.append((int(entry.name), cmdline))
+    return found
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def exited(child: subprocess.Popen[bytes], log: Path) -> Callable[[], str | None]:

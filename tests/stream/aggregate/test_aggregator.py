@@ -14,6 +14,7 @@ from stream.aggregate.aggregator import ErrorWindows, PaneWindows
 from stream.aggregate.state import PaneState
 from stream.aggregate.windows import window_specs
 from stream.errors import DataError
+from stream.events import unix_rfc3339
 from stream.profile import ReferenceProfile
 from stream.settings import AggregateSettings
 from tests.stream.aggregate.conftest import PaneMaker
@@ -150,7 +151,7 @@ def test_realised_error_per_window_of_sale_time() -> None:
     assert summary.errors.sales == 60
     assert summary.errors.mae_dollars == pytest.approx(10.0)
     assert summary.errors.mape == pytest.approx(0.1)
-    assert summary.key == f"realised_error/1m/{T0:g}/v1".encode()
+    assert summary.key == f"realised_error/1m/{unix_rfc3339(T0)}/v1".encode()
     late = windows.process("v1", T0 + 5, predicted=1.0, actual=2.0)
     assert late.admission is not None
     assert [w.name for w in late.admission.dropped] == ["1m", "2m"]

@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 from stream.aggregate.aggregator import PaneWindows
 from stream.aggregate.app import AggregateApp
 from stream.aggregate.service import new_metrics
-from stream.aggregate.summary import rfc3339
 from stream.aggregate.windows import window_specs
+from stream.events import unix_rfc3339 as rfc3339
 from stream.http import MetricsServer
 from stream.profile import ReferenceProfile
 from stream.settings import KafkaSettings, Settings

@@ -21,7 +21,7 @@ from producers.scenarios import ScenarioStream, parse_scenario
 from producers.sources import Draft, holdout_drafts
 from stream.aggregate.app import AggregateApp
 from stream.aggregate.service import new_metrics
-from stream.aggregate.summary import rfc3339
+from stream.events import unix_rfc3339 as rfc3339
 from stream.model import load_model
 from stream.settings import KafkaSettings
 from tests.conftest import TopicFactory
