@@ -53,6 +53,8 @@ class Profile:
     repeat_interval: str | None = None
     #: The producer's rate when ``--rate`` is not given.
     rate: float = 20.0
+    #: Each listing's sale follows it after this many seconds (realised error needs labels).
+    sale_delay_s: float = 30.0
 
 
 PROFILES: Final[Mapping[str, Profile]] = {
@@ -83,6 +85,7 @@ PROFILES: Final[Mapping[str, Profile]] = {
         group_interval="5s",
         repeat_interval="1h",
         rate=50.0,
+        sale_delay_s=5.0,
     ),
 }
 

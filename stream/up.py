@@ -141,7 +141,14 @@ async def run_up(
         )
 
         supervisor = Supervisor(options.run_dir, child_env(settings))
-        stack.push_async_callback(supervisor.stop_all)
+        receiver: WebhookReceiver | None = None
+
+        async def stop_parts() -> None:
+            await supervisor.stop_all()
+            if receiver is not None:  # last: it records what Alertmanager sends until it stops
+                await receiver.stop()
+
+        stack.push_async_callback(stop_parts)
         host = settings.metrics.host
         scorer_url = f"http://{host}:{settings.metrics.scorer_port}"
         await supervisor.start(
@@ -167,7 +174,6 @@ async def run_up(
         )
 
         urls = {"scorer": f"{scorer_url}/metrics", "stream app": f"{stream_url}/metrics"}
-        receiver: WebhookReceiver | None = None
         prometheus_url = options.prometheus_url
         alertmanager_url: str | None = None
         if prometheus_url is not None:
@@ -203,7 +209,6 @@ async def run_up(
                     else (lambda _: None),
                 )
                 await receiver.start()
-                stack.push_async_callback(receiver.stop)
                 endpoints = Endpoints(
                     scorer=f"{host}:{settings.metrics.scorer_port}",
                     stream=f"{host}:{settings.metrics.stream_port}",
@@ -244,12 +249,16 @@ async def run_up(
 
         rate = options.rate if options.rate is not None else options.profile.rate
         produce = ["produce", "--loop", "--event-time", "live", "--rate", f"{rate:g}"]
+        produce += ["--with-sales", "--sale-delay", f"{options.profile.sale_delay_s:g}"]
         produce += ["--seed", str(options.seed)]
         for scenario in options.scenarios:
             produce += ["--scenario", scenario]
         await supervisor.start("producer", appraise_argv(*produce))
         scenarios = f" with {', '.join(options.scenarios)}" if options.scenarios else ""
-        say(f"producer   {rate:g} listings/s from the 2008-2010 hold-out stream{scenarios}")
+        say(
+            f"producer   {rate:g} listings/s from the 2008-2010 hold-out stream{scenarios}; "
+            f"each sale {options.profile.sale_delay_s:g} s later"
+        )
         say(f"logs       {options.run_dir}/")
         tumbling = window_specs(settings.aggregate)[0].name
         say(f"report     appraise report --window {tumbling} (in another terminal, any time)")
@@ -277,7 +286,9 @@ async def run_up(
         await asyncio.gather(*pending, return_exceptions=True)
         for task in done:
             task.result()  # a dead child raises ChildFailed with its log tail
-        say("stopping: " + ", ".join(c.name for c in reversed(supervisor.children)) + ", broker")
+        parts = [c.name for c in reversed(supervisor.children)]
+        parts += ["webhook receiver"] if receiver is not None else []
+        say("stopping: " + ", ".join([*parts, "broker"]))
 
 
 async def _http_ready(url: str, interval_s: float = 0.25) -> None:
