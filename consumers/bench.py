@@ -187,7 +187,12 @@ async def _pipe(
     and in its order: a batch's requests go out at once, its acks are awaited once the next
     batch is in hand, and it is committed before the next one is sent."""
     producer = make_producer(settings.kafka, max_request_size=scorer.max_record_bytes, linger_ms=0)
-    consumer = make_consumer(settings.kafka, source, group_id=f"bench-pipe-{uuid.uuid4().hex[:8]}")
+    consumer = make_consumer(
+        settings.kafka,
+        source,
+        group_id=f"bench-pipe-{uuid.uuid4().hex[:8]}",
+        fetch_max_wait_ms=scorer.fetch_max_wait_ms,
+    )
     await producer.start()
     await consumer.start()
     delivery = Delivery(producer, retries=scorer.produce_retries, backoff_s=0.2, dlq_topic="")

@@ -144,7 +144,10 @@ class Scorer:
         # queued; scoring the next batch holds the loop for tens of ms, past any linger timer.
         self._producer = make_producer(kafka, max_request_size=largest, linger_ms=0)
         self._consumer = make_consumer(
-            kafka, group_id=self.config.group_id, max_partition_fetch_bytes=largest
+            kafka,
+            group_id=self.config.group_id,
+            max_partition_fetch_bytes=largest,
+            fetch_max_wait_ms=self.config.fetch_max_wait_ms,
         )
         try:
             await self._producer.start()

@@ -78,6 +78,15 @@ class ScorerSettings(BaseModel):
         description="longest wait for a batch when no record is buffered, in ms; getmany returns "
         "as soon as records are there, so this bounds idle wake-ups, not latency",
     )
+    fetch_max_wait_ms: int = Field(
+        default=50,
+        ge=1,
+        le=60_000,
+        description="longest a fetch waits at the broker for new records, in ms (the client's "
+        "fetch_max_wait_ms; 500 elsewhere). Short, because the embedded broker does not always "
+        "answer a waiting fetch as soon as records arrive: at 5,000 events/s the p99 event lag "
+        "fell from 79-91 ms at 500 to 49-80 ms at 50 (20 was worse again: more empty fetches)",
+    )
     pane_seconds: float = Field(
         default=10.0,
         gt=0,
