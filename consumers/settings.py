@@ -84,8 +84,9 @@ class ScorerSettings(BaseModel):
         le=60_000,
         description="longest a fetch waits at the broker for new records, in ms (the client's "
         "fetch_max_wait_ms; 500 elsewhere). Short, because the embedded broker does not always "
-        "answer a waiting fetch as soon as records arrive: at 5,000 events/s the p99 event lag "
-        "fell from 79-91 ms at 500 to 49-80 ms at 50 (20 was worse again: more empty fetches)",
+        "answer a waiting fetch as soon as records arrive: in appraise bench scorer the p99 event "
+        "lag at 5,000/s fell from 111-137 ms at 500 to 60-89 ms at 50 (20 was worse again: more "
+        "empty fetches)",
     )
     pane_seconds: float = Field(
         default=10.0,

@@ -140,7 +140,11 @@ class WebhookReceiver:
         app.router.add_post("/alerts/{kind}", self._receive)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except OSError:
+            await self.stop()
+            raise
         self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:

@@ -105,6 +105,8 @@ def profile_named(name: str) -> Profile:
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
 _RANGE = re.compile(r"\[((?:\d+(?:ms|s|m|h|d|w))+)\]")
+#: Durations scale_rules does not handle: ``offset 5m``, subqueries ``[5m:1m]``.
+_UNSCALED = re.compile(r"\boffset\s+-?\d|\[[^\]]*:[^\]]*\]")
 
 
 def parse_duration(text: str) -> float:
@@ -136,6 +138,12 @@ def scale_rules(text: str, divisor: int) -> str:
 
     for group in config["groups"]:
         for rule in group["rules"]:
+            name = rule.get("alert") or rule.get("record")
+            if "keep_firing_for" in rule or _UNSCALED.search(str(rule["expr"])):
+                raise ValueError(
+                    f"rule {name}: keep_firing_for, offset and subqueries are not scaled; "
+                    "extend stream/monitoring.py:scale_rules before using them"
+                )
             if "for" in rule:
                 rule["for"] = shorter(str(rule["for"]))
             rule["expr"] = _RANGE.sub(lambda m: f"[{shorter(m.group(1))}]", str(rule["expr"]))

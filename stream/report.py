@@ -338,9 +338,11 @@ def _needs_more(
     if len(ends) < last:
         return True
     cutoff = ends[last - 1]
-    # Any kind counts, not only wanted windows: records are keyed by window kind, so a
-    # partition may hold none of the wanted ones and must still stop.
-    return not found[tp] or _time(found[tp][0]["end"]) > cutoff
+    # Drift records of any window name count (a partition may hold none of the wanted name and
+    # must still stop), realised-error ones do not: they are written a sale delay after the
+    # drift records of the same time, so an old one can sit among newer drift windows.
+    drift = [_time(r["end"]) for r in found[tp] if r["kind"] == "drift"]
+    return not drift or min(drift) > cutoff
 
 
 def _wanted(record: Record, window: str) -> bool:

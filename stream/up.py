@@ -21,11 +21,13 @@ from typing import Any
 
 import aiohttp
 import orjson
+from pydantic import ValidationError
 from rich.console import Console
 
 from stream.aggregate.windows import window_specs
 from stream.alerts import WebhookReceiver
 from stream.broker import EmbeddedBroker
+from stream.errors import ConfigError
 from stream.kafka import ensure_topics, wait_until_reachable
 from stream.live import LiveSources, run_live_view
 from stream.model import CARD_FILE, load_model, train
@@ -39,7 +41,11 @@ from stream.monitoring import (
     prometheus_argv,
     write_configs,
 )
-from stream.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings
+from stream.settings import (
+    ENV_NESTED_DELIMITER,
+    ENV_PREFIX,
+    Settings,
+)
 from stream.supervisor import ChildFailed, Supervisor, appraise_argv
 
 #: The webhook receiver's record of every notification, in the run directory.
@@ -100,7 +106,14 @@ def with_profile(settings: Settings, profile: Profile) -> Settings:
         current = getattr(settings, section)
         chosen = {k: v for k, v in values.items() if k not in current.model_fields_set}
         if chosen:
-            updates[section] = type(current).model_validate({**current.model_dump(), **chosen})
+            try:
+                updates[section] = type(current).model_validate({**current.model_dump(), **chosen})
+            except ValidationError as exc:
+                problems = [e["msg"].removeprefix("Value error, ") for e in exc.errors()]
+                raise ConfigError(
+                    f"profile {profile.name!r} sets {section} {chosen}, which does not fit the "
+                    f"APPRAISE_{section.upper()}__* variables set: " + "; ".join(problems)
+                ) from None
     return settings.model_copy(update=updates)
 
 
@@ -204,11 +217,20 @@ async def run_up(
                     monitoring.host,
                     monitoring.webhook_port,
                     options.run_dir / ALERTS_FILE,
+                    # The live view on a terminal shows them; anywhere else they are printed.
                     on_notification=(lambda n: say(f"alert      {n.line()}"))
-                    if plain
+                    if plain or not options.live
                     else (lambda _: None),
                 )
-                await receiver.start()
+                try:
+                    await receiver.start()
+                except OSError as exc:
+                    receiver = None
+                    raise ConfigError(
+                        f"the alert webhook receiver cannot listen on {monitoring.host}:"
+                        f"{monitoring.webhook_port} ({exc.strerror}): set "
+                        "APPRAISE_MONITORING__WEBHOOK_PORT to a free port"
+                    ) from None
                 endpoints = Endpoints(
                     scorer=f"{host}:{settings.metrics.scorer_port}",
                     stream=f"{host}:{settings.metrics.stream_port}",
@@ -264,6 +286,7 @@ async def run_up(
         say(f"report     appraise report --window {tumbling} (in another terminal, any time)")
         say("Ctrl-C stops everything.")
 
+        live_done = asyncio.Event()
         waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(supervisor.wait_for_failure())}
         waits.add(asyncio.ensure_future(stop.wait()))
         if options.live:
@@ -278,9 +301,9 @@ async def run_up(
                 else (lambda: ()),
                 psi_threshold=settings.aggregate.psi_threshold,
             )
-            waits.add(asyncio.ensure_future(run_live_view(sources, stop, console=console)))
+            waits.add(asyncio.ensure_future(run_live_view(sources, live_done, console=console)))
         done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        stop.set()  # ends the live view
+        live_done.set()  # its own event: the caller's stays a record of a signal received
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -28,6 +28,8 @@ a restart can be lost; on Apache Kafka recovery is exact.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -86,7 +88,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # State is rebuilt from the changelogs at start; no RocksDB to install. faust still
         # creates a data directory: under the system's temporary directory, not the cwd.
         "store": "memory://",
-        "datadir": str(Path(tempfile.gettempdir()) / "appraise-{conf.name}-data"),
+        # One per process, removed at stop: runs of the same app id never share it.
+        "datadir": str(Path(tempfile.gettempdir()) / f"appraise-{{conf.name}}-{os.getpid()}-data"),
         "web_enabled": False,
     }
 
@@ -205,6 +208,7 @@ class AggregateApp:
             if self.ready_after_s is not None:
                 await self._seal_changelogs()
             await self.app.stop()
+            shutil.rmtree(self.app.conf.datadir, ignore_errors=True)
 
     async def _seal_changelogs(self) -> None:
         """End every changelog partition with a record of its own, in its own batch.

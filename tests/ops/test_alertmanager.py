@@ -7,7 +7,6 @@ import json
 import queue
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from tests.ops.tools import (
     free_port,
     http_get,
     load_yaml,
+    post_alerts,
     process,
     run,
     wait_until,
@@ -157,29 +157,11 @@ def alertmanager(webhook_sink: _Sink, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def _post_alerts(url: str, alerts: list[dict[str, Any]]) -> None:
-    import urllib.request
-
-    starts = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    payload = [
-        {"labels": a["labels"], "annotations": a.get("annotations", {}), "startsAt": starts}
-        for a in alerts
-    ]
-    request = urllib.request.Request(  # noqa: S310 - the test's own server
-        f"{url}/api/v2/alerts",
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-        assert response.status == 200
-
-
 @pytest.mark.integration
 def test_a_critical_alert_reaches_the_page_webhook_as_version_4(
     alertmanager: str, webhook_sink: _Sink
 ) -> None:
-    _post_alerts(
+    post_alerts(
         alertmanager,
         [
             {
@@ -220,7 +202,7 @@ def test_scorer_down_inhibits_lag_and_drift_alerts(alertmanager: str) -> None:
             }
         }
 
-    _post_alerts(
+    post_alerts(
         alertmanager,
         [
             alert("AppraiseScorerDown", "critical", "appraise-scorer"),

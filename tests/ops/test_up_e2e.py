@@ -15,9 +15,8 @@ false alerts, the figures reported for issue 6.
 
 from __future__ import annotations
 
-import os
+import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import pytest
 from stream.alerts import Notification, read_notifications
 from stream.up import ALERTS_FILE
 from tests.needs import binary
-from tests.ops.tools import ROOT, free_port, listening, run_processes, wait_until
+from tests.ops.tools import appraise_up, listening, run_processes, wait_until
 
 STABLE_S = 90.0  # the producer's first 90 s are the hold-out stream as it is
 CHANGED_S = 60.0  # then 60 s of drift and malformed records, then the stream as it was again
@@ -51,38 +50,15 @@ def test_appraise_up_alerts_on_drift_and_bad_input_and_resolves(
     binary("prometheus")
     binary("prometheus-alertmanager")
     run_dir = tmp_path / "run"
-    ports = {
-        "BROKER__PORT": free_port(),
-        "METRICS__SCORER_PORT": free_port(),
-        "METRICS__STREAM_PORT": free_port(),
-        "MONITORING__PROMETHEUS_PORT": free_port(),
-        "MONITORING__ALERTMANAGER_PORT": free_port(),
-        "MONITORING__WEBHOOK_PORT": free_port(),
-    }
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("APPRAISE_")}
-    env |= {f"APPRAISE_{name}": str(port) for name, port in ports.items()}
-    env["APPRAISE_MODEL_DIR"] = str(ops_model_dir)
     until = STABLE_S + CHANGED_S
-    argv = [sys.executable, "-m", "stream", "up", "--profile", "demo", "--run-dir", str(run_dir)]
-    argv += ["--scenario", f"scale:feature={DRIFTING},factor=1.8,after_s={STABLE_S:g},"]
-    argv[-1] += f"until_s={until:g}"
-    argv += ["--scenario", f"malformed:share=0.2,after_s={STABLE_S:g},until_s={until:g}"]
-    log = tmp_path / "up.log"
-    with log.open("wb") as out:
-        up = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    try:
-
-        def alive() -> str | None:
-            if up.poll() is None:
-                return None
-            return f"appraise up exited with {up.returncode}:\n{log.read_text()[-3000:]}"
-
-        wait_until(
-            lambda: True if b"Ctrl-C stops everything" in log.read_bytes() else None,
-            timeout=120,
-            what="appraise up to start every part",
-            alive=alive,
-        )
+    args = ["--profile", "demo", "--run-dir", str(run_dir)]
+    args += ["--scenario", f"scale:feature={DRIFTING},factor=1.8,"]
+    args[-1] += f"after_s={STABLE_S:g},until_s={until:g}"
+    args += ["--scenario", f"malformed:share=0.2,after_s={STABLE_S:g},until_s={until:g}"]
+    ports = ["BROKER__PORT", "METRICS__SCORER_PORT", "METRICS__STREAM_PORT"]
+    ports += ["MONITORING__PROMETHEUS_PORT", "MONITORING__ALERTMANAGER_PORT"]
+    ports += ["MONITORING__WEBHOOK_PORT"]
+    with appraise_up(args, tmp_path, ops_model_dir, ports) as up:
         # The producer starts its clock at its first event, a moment after this line.
         drift_start = time.time() + STABLE_S
 
@@ -97,14 +73,10 @@ def test_appraise_up_alerts_on_drift_and_bad_input_and_resolves(
             timeout=STABLE_S + CHANGED_S + 180,
             what="firing and resolved notifications (see alerts.jsonl)",
             interval=1.0,
-            alive=alive,
+            alive=up.alive,
         )
-        up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=90) == 0, log.read_text()[-3000:]
-    finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
+        up.process.send_signal(signal.SIGINT)
+        assert up.process.wait(timeout=90) == 0, up.log.read_text()[-3000:]
 
     false_alerts = [n for n in found if n.received_at < drift_start]
     first_drift = min(
@@ -130,11 +102,10 @@ def test_appraise_up_alerts_on_drift_and_bad_input_and_resolves(
         n.line() for n in found
     ]
 
-    text = log.read_text()
+    text = up.log.read_text()
     assert "FIRING   AppraiseFeatureDrift" in text  # the receiver printed them
-    assert " in " in text.split("Ctrl-C stops everything.")[1]  # the live status lines
+    live = re.compile(r"^\d\d:\d\d:\d\d in [\d.]+/s out [\d.]+/s dlq", re.MULTILINE)
+    assert len(live.findall(text)) >= 10  # the live view's line every 10 s
     assert "stopped" in text.splitlines()[-1]
-    markers = [str(run_dir).encode()]
-    markers += [f"SCORER_PORT={ports['METRICS__SCORER_PORT']}".encode()]
-    assert run_processes(markers) == []
-    assert [name for name, port in ports.items() if listening(port)] == []
+    assert run_processes([str(run_dir).encode(), *up.markers]) == []
+    assert [name for name, port in up.ports.items() if listening(port)] == []

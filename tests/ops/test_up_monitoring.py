@@ -4,9 +4,6 @@ what the real Alertmanager sends."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +24,16 @@ from stream.monitoring import (
 from stream.settings import load_settings
 from stream.up import with_profile
 from tests.needs import binary, until
-from tests.ops.tools import RULES_DIR, alert_rules, exited, free_port, http_get, process, run
+from tests.ops.tools import (
+    RULES_DIR,
+    alert_rules,
+    exited,
+    free_port,
+    http_get,
+    post_alerts,
+    process,
+    run,
+)
 from tests.ops.tools import wait_until as wait_until_sync
 
 ENDPOINTS = Endpoints(
@@ -70,6 +76,20 @@ def test_demo_rules_divide_every_for_and_range_by_ten() -> None:
     assert "[10m]" not in lag["expr"]
 
 
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "- alert: A\n  expr: rate(x[5m] offset 10m) > 0\n  for: 5m",
+        "- alert: A\n  expr: max_over_time(rate(x[1m])[5m:1m]) > 0",
+        "- alert: A\n  expr: x > 0\n  keep_firing_for: 5m",
+    ],
+)
+def test_durations_the_scaling_does_not_know_are_refused(rule: str) -> None:
+    text = "groups:\n- name: g\n  rules:\n" + "\n".join("  " + line for line in rule.split("\n"))
+    with pytest.raises(ValueError, match="rule A: keep_firing_for, offset and subqueries"):
+        scale_rules(text, 10)
+
+
 def test_the_default_profile_leaves_the_rules_as_written() -> None:
     for path in RULES_DIR.glob("*.yml"):
         assert scale_rules(path.read_text(), 1) == path.read_text()
@@ -108,22 +128,17 @@ def test_demo_profile_sets_fields_the_environment_leaves_alone(
     assert with_profile(load_settings(), profile_named("default")) == load_settings()
 
 
+def test_a_profile_that_clashes_with_the_environment_names_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APPRAISE_AGGREGATE__HOP_SECONDS", "60")  # demo's hopping window: 30 s
+    with pytest.raises(ConfigError, match=r"profile 'demo' sets aggregate .*hopping_seconds"):
+        with_profile(load_settings(), profile_named("demo"))
+
+
 def test_an_unknown_profile_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"'fast'.*default, demo"):
         profile_named("fast")
-
-
-def _post_alert(alertmanager: str, labels: dict[str, str], annotations: dict[str, str]) -> None:
-    starts = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    body = [{"labels": labels, "annotations": annotations, "startsAt": starts}]
-    request = urllib.request.Request(  # noqa: S310 - the test's own server
-        f"{alertmanager}/api/v2/alerts",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-        assert response.status == 200
 
 
 @pytest.mark.integration
@@ -163,7 +178,8 @@ async def test_the_receiver_records_what_the_real_alertmanager_sends(tmp_path: P
                 "feature": "living_area_sqft",
                 "window": "10s",
             }
-            _post_alert(url, labels, {"summary": "s", "description": "PSI is  3.1\n (0.25)"})
+            annotations = {"summary": "s", "description": "PSI is  3.1\n (0.25)"}
+            post_alerts(url, [{"labels": labels, "annotations": annotations}])
             await until(lambda: bool(read_notifications(record)), 30, "a notification")
 
     (notification,) = read_notifications(record)

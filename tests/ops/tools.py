@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -148,6 +153,24 @@ def recorded_names() -> set[str]:
 # --- processes and ports ----------------------------------------------------------------------
 
 
+def post_alerts(url: str, alerts: list[dict[str, Any]]) -> None:
+    """Post ``alerts`` (each with ``labels`` and maybe ``annotations``) to an Alertmanager's
+    API, as started a minute ago."""
+    starts = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    payload = [
+        {"labels": a["labels"], "annotations": a.get("annotations", {}), "startsAt": starts}
+        for a in alerts
+    ]
+    request = urllib.request.Request(  # noqa: S310 - the test's own server
+        f"{url}/api/v2/alerts",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        assert response.status == 200
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
@@ -230,6 +253,70 @@ def listening(port: int) -> bool:
     """Whether something accepts connections on 127.0.0.1:``port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class UpRun:
+    """An ``appraise up`` started by :func:`appraise_up`: its process, output and ports."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    ports: dict[str, int]
+
+    @property
+    def markers(self) -> list[bytes]:
+        """What the environment of every process of the run carries (see :func:`run_processes`)."""
+        return [f"APPRAISE_{name}={port}\0".encode() for name, port in self.ports.items()]
+
+    def alive(self) -> str | None:
+        """For :func:`wait_until`: the end of its output once it has exited."""
+        if self.process.poll() is None:
+            return None
+        return f"appraise up exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}"
+
+
+@contextlib.contextmanager
+def appraise_up(
+    args: list[str], tmp_path: Path, model_dir: Path, ports: list[str], **env_extra: str
+) -> Iterator[UpRun]:
+    """``appraise up ARGS`` on free ports (``ports``: setting names such as
+    ``METRICS__SCORER_PORT``) with the model in ``model_dir``, once it has started every part;
+    killed on exit if it is still running."""
+    chosen = {name: free_port() for name in ports}
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("APPRAISE_")}
+    env |= {f"APPRAISE_{name}": str(port) for name, port in chosen.items()}
+    env |= {"APPRAISE_MODEL_DIR": str(model_dir), **env_extra}
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "stream", "up", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+    run = UpRun(child, log, chosen)
+    try:
+        wait_until(
+            lambda: True if b"Ctrl-C stops everything" in log.read_bytes() else None,
+            timeout=120,
+            what="appraise up to start every part",
+            alive=run.alive,
+        )
+        yield run
+    finally:
+        # A test that failed half-way: stop it as a person would, then kill what is left (its
+        # children run in their own sessions and would outlive a killed ``up``).
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for pid, _ in run_processes(run.markers):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def exited(child: subprocess.Popen[bytes], log: Path) -> Callable[[], str | None]:
