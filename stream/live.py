@@ -423,8 +423,15 @@ def render(view: View) -> RenderableType:
     flow.add_row("predictions out", _rate(r.predictions_out))
     flow.add_row("dead letters", _rate(r.dead_letters))
     flow.add_row("event lag p50 / p99", f"{_duration(r.lag_p50_s)} / {_duration(r.lag_p99_s)}")
-    for (who, topic), records in sorted(snap.consumer_lag.items()):
-        flow.add_row(f"consumer lag {topic} ({who})", f"{records:,.0f} records")
+    # One row per service (the stream app has faust's internal topics too): the sum, and the
+    # topic that lags most.
+    by_service: dict[str, list[tuple[float, str]]] = {}
+    for (who, topic), records in snap.consumer_lag.items():
+        by_service.setdefault(who, []).append((records, topic))
+    for who, lags in sorted(by_service.items()):
+        records, topic = max(lags)
+        most = f", most on {topic}" if len(lags) > 1 and records > 0 else ""
+        flow.add_row(f"consumer lag ({who})", f"{sum(r for r, _ in lags):,.0f} records{most}")
 
     window = latest_window(snap)
     preds = _table("predictions", "quantile", "window", "reference", "shift")
@@ -483,8 +490,8 @@ def render(view: View) -> RenderableType:
     grid.add_column(ratio=1)
     grid.add_column(ratio=1)
     grid.add_row(flow, preds)
-    grid.add_row(dlq, drift)
-    grid.add_row(alerts, notes)
+    grid.add_row(alerts, drift)
+    grid.add_row(dlq, notes)
     return Group(title, grid, links)
 
 

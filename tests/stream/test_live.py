@@ -331,7 +331,8 @@ def test_the_terminal_view_shows_every_part() -> None:
     for expected in (
         "50.0/s",
         "0.05 s / 0.25 s",  # event lag p50 / p99
-        "consumer lag listings (scorer)",
+        "consumer lag (scorer)",
+        "4 records, most on prediction-panes",  # the stream app's topics in one row
         "5m window ended",
         "$172k",
         "+4.2%",  # p50 against the reference
