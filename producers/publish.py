@@ -58,8 +58,7 @@ class PublishPlan:
     sales_topic: str | None = None  # None: no sale labels
     sale_delay_s: float = 30.0
     rate: float | None = None  # events/s; None: as fast as the broker takes them
-    count: int | None = None  # None: until the source ends (or forever with loop)
-    loop: bool = False
+    count: int | None = None  # None: until the source ends (a repeated one never does)
     event_time: EventTime = "history"
 
 
@@ -87,19 +86,8 @@ def _sale(draft: Draft, *, event_time: EventTime, now: datetime) -> bytes | None
     return orjson.dumps(sale, option=orjson.OPT_UTC_Z)
 
 
-def repeat(source: Iterable[Draft]) -> Iterator[Draft]:
-    """``source`` over and over, lazily: the first pass is yielded as it is read (a stdin stream
-    starts at once), later passes from memory. An empty source yields nothing."""
-    cached = []
-    for draft in source:
-        cached.append(draft)
-        yield draft
-    while cached:
-        yield from cached
-
-
 def _drafts(source: Iterable[Draft], plan: PublishPlan) -> Iterator[Draft]:
-    drafts: Iterable[Draft] = repeat(source) if plan.loop else source
+    drafts: Iterable[Draft] = source
     if plan.count is not None:
         drafts = itertools.islice(drafts, plan.count)
     yield from drafts

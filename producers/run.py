@@ -8,9 +8,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from producers.publish import EventTime, PublishPlan, PublishStats, publish, repeat
+from producers.publish import EventTime, PublishPlan, PublishStats, publish
 from producers.scenarios import Scenario, ScenarioStream
-from producers.sources import Draft, holdout_drafts, jsonl_drafts, read_file_lines, read_lines
+from producers.sources import (
+    Draft,
+    holdout_drafts,
+    jsonl_drafts,
+    read_file_lines,
+    read_lines,
+    repeat,
+)
 from stream.errors import DataError
 from stream.kafka import make_producer, wait_until_reachable
 from stream.settings import Settings
@@ -74,7 +81,6 @@ async def produce(
         sale_delay_s=options.sale_delay_s,
         rate=options.rate,
         count=options.count,
-        loop=False,  # drafts_for repeats the source, before the scenarios
         event_time=options.event_time,
     )
     await wait_until_reachable(settings.kafka, _REACH_TIMEOUT_S)

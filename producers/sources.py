@@ -98,3 +98,14 @@ def read_file_lines(path: Path) -> Iterator[bytes]:
     """The lines of a file, read lazily; the file is closed when the lines run out."""
     with path.open("rb") as stream:
         yield from stream
+
+
+def repeat(source: Iterable[Draft]) -> Iterator[Draft]:
+    """``source`` over and over, lazily: the first pass is yielded as it is read (a stdin stream
+    starts at once), later passes from memory. An empty source yields nothing."""
+    cached = []
+    for draft in source:
+        cached.append(draft)
+        yield draft
+    while cached:
+        yield from cached

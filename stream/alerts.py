@@ -14,10 +14,12 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
+
+from stream.http import HttpServer
 
 #: Notifications kept in memory for the live view (all of them go to the file).
 RECENT: Final = 50
@@ -92,8 +94,11 @@ def read_notifications(path: Path) -> list[Notification]:
     ]
 
 
-class WebhookReceiver:
+class WebhookReceiver(HttpServer):
     """An aiohttp server on ``host:port`` that records every notification to ``path``."""
+
+    serves = "alert webhook receiver"
+    paths = "(POST /alerts/<kind>)"
 
     def __init__(
         self,
@@ -102,21 +107,23 @@ class WebhookReceiver:
         path: Path,
         on_notification: Callable[[Notification], None] = lambda _: None,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.path = path
         self._on_notification = on_notification
         self._recent: deque[Notification] = deque(maxlen=RECENT)
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        """Its base URL (the port is the bound one once started)."""
-        return f"http://{self.host}:{self.port}"
 
     def recent(self) -> Sequence[Notification]:
         """The latest notifications, oldest first."""
         return tuple(self._recent)
+
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_post("/alerts/{kind}", self._receive)
+
+    async def start(self) -> None:
+        """Listen; the file is created (empty) first, so a reader finds it from the start."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()
+        await super().start()
 
     async def _receive(self, request: web.Request) -> web.Response:
         try:
@@ -131,31 +138,3 @@ class WebhookReceiver:
             self._recent.append(notification)
             self._on_notification(notification)
         return web.Response(text="ok\n")
-
-    async def start(self) -> None:
-        """Listen; the file is created (empty) so a reader finds it from the start."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.touch()
-        app = web.Application()
-        app.router.add_post("/alerts/{kind}", self._receive)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        try:
-            await web.TCPSite(self._runner, self.host, self.port).start()
-        except OSError:
-            await self.stop()
-            raise
-        self.port = int(self._runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()

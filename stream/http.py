@@ -2,7 +2,8 @@
 ``/readyz``.
 
 aiohttp (already installed with faust) on the service's own event loop, so ``/healthz``
-answering also means the loop is not stuck.
+answering also means the loop is not stuck. :class:`HttpServer` is the listening part, shared
+with ``appraise up``'s alert webhook receiver (``stream/alerts.py``).
 
 - ``/metrics``: the Prometheus text format of the service's registry.
 - ``/healthz``: 200 while the process serves requests.
@@ -27,24 +28,22 @@ log = logging.getLogger(__name__)
 Readiness = Callable[[], Mapping[str, bool]]
 
 
-class MetricsServer:
-    """Serve ``registry`` and the health probes on ``host:port``.
+class HttpServer:
+    """An aiohttp server on ``host:port`` serving what :meth:`_routes` adds; the base of the
+    services' metrics endpoint and of ``appraise up``'s alert webhook receiver.
 
     Args:
-        host: bind address (setting ``metrics.host``, 127.0.0.1 by default).
-        port: the service's port (``metrics.scorer_port`` 9400, ``metrics.stream_port`` 9401);
-            0 picks a free one, see :attr:`port` once started.
-        registry: what ``/metrics`` exports.
-        readiness: the named checks ``/readyz`` reports.
+        host: bind address.
+        port: 0 picks a free one, see :attr:`port` once started.
     """
 
-    def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, readiness: Readiness = dict
-    ) -> None:
+    #: What it serves and where, for the log line once it listens: "<serves> on <url> <paths>".
+    serves = "HTTP"
+    paths = ""
+
+    def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self.registry = registry
-        self.readiness = readiness
         self._runner: web.AppRunner | None = None
 
     @property
@@ -52,20 +51,26 @@ class MetricsServer:
         """Base URL, e.g. ``http://127.0.0.1:9400``."""
         return f"http://{self.host}:{self.port}"
 
+    def _routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
     async def start(self) -> None:
-        """Listen; afterwards :attr:`port` is the bound port. Idempotent."""
+        """Listen; afterwards :attr:`port` is the bound port. Idempotent. OSError if the
+        address is taken (nothing is left half-started)."""
         if self._runner is not None:
             return
         app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._health)
-        app.router.add_get("/readyz", self._readiness)
+        self._routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, self.host, self.port).start()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except OSError:
+            await runner.cleanup()
+            raise
         self._runner = runner
         self.port = int(runner.addresses[0][1])
-        log.info("metrics and health on %s (/metrics, /healthz, /readyz)", self.url)
+        log.info("%s on %s %s", self.serves, self.url, self.paths)
 
     async def stop(self) -> None:
         """Stop listening. Idempotent."""
@@ -84,6 +89,33 @@ class MetricsServer:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class MetricsServer(HttpServer):
+    """Serve ``registry`` and the health probes on ``host:port``.
+
+    Args:
+        host: bind address (setting ``metrics.host``, 127.0.0.1 by default).
+        port: the service's port (``metrics.scorer_port`` 9400, ``metrics.stream_port`` 9401);
+            0 picks a free one, see :attr:`port` once started.
+        registry: what ``/metrics`` exports.
+        readiness: the named checks ``/readyz`` reports.
+    """
+
+    serves = "metrics and health"
+    paths = "(/metrics, /healthz, /readyz)"
+
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, readiness: Readiness = dict
+    ) -> None:
+        super().__init__(host, port)
+        self.registry = registry
+        self.readiness = readiness
+
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._health)
+        app.router.add_get("/readyz", self._readiness)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         body = generate_latest(self.registry)

@@ -296,10 +296,11 @@ async def read_windows(kafka: KafkaSettings, topic: str, *, window: str, last: i
 
     Each partition is read backwards from its end in growing steps, until what it holds older
     than the part read cannot be among the newest ``last`` windows. The stream app publishes
-    windows as event time passes their ends, so a partition's records are in order of their
-    ends: once a partition reaches a record (of any kind) that ends no later than the
-    ``last``-th newest wanted window found so far, the rest of it is older. A topic with fewer
-    windows is read whole. Raises :class:`DataError` if the topic does not exist.
+    drift windows as event time passes their ends, so a partition's drift records are in order
+    of their ends: once a partition reaches a drift record (of any window name) that ends no
+    later than the ``last``-th newest wanted window found so far, the rest of it is older
+    (realised-error records are written a sale delay later, so they do not count). A topic with
+    fewer windows is read whole. Raises :class:`DataError` if the topic does not exist.
     """
     tps = await topic_partitions(kafka, topic)
     lows = await end_offsets_via_highwater(kafka, tps)

@@ -197,18 +197,15 @@ async def run_up(
             )
         elif options.monitoring:
             monitoring = settings.monitoring
-            binaries = {
-                "Prometheus": find_binary(monitoring.prometheus_bin),
-                "Alertmanager": find_binary(monitoring.alertmanager_bin),
+            wanted = {
+                "Prometheus": monitoring.prometheus_bin,
+                "Alertmanager": monitoring.alertmanager_bin,
             }
+            binaries = {what: find_binary(name) for what, name in wanted.items()}
             missing = [
-                f"{what} ({name!r} not found)"
-                for (what, found), name in zip(
-                    binaries.items(),
-                    (monitoring.prometheus_bin, monitoring.alertmanager_bin),
-                    strict=True,
-                )
-                if found is None
+                f"{what} ({wanted[what]!r} not found)"
+                for what, path in binaries.items()
+                if path is None
             ]
             if missing:
                 say(f"monitoring NOT running: {', '.join(missing)}; {INSTALL_HINT}")
