@@ -17,8 +17,9 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 
@@ -36,6 +37,30 @@ log = logging.getLogger(__name__)
 BROKER_WAIT_S = 60.0
 #: Exit code after a second signal or a missed drain deadline (128 + SIGINT, as shells use).
 FORCED_EXIT = 130
+#: Net new container objects between two young-generation collections (CPython's default: 700).
+GC_YOUNG_THRESHOLD: Final = 10_000
+
+
+@contextmanager
+def scoring_heap() -> Iterator[None]:
+    """Tune the garbage collector for a scoring process, and restore it on exit.
+
+    Everything alive on entry (modules, the model) lives as long as the process: ``gc.freeze``
+    keeps it out of the full passes, which otherwise walk it all (here seven passes of about
+    110 ms per 100,000 events). A batch allocates and frees thousands of containers, and a
+    young-generation pass every 700 of them cost about 3 µs per event; every 10,000 of them,
+    a tenth of that. Measured with 100,000 events on the embedded broker: 1.1 s less collector
+    time. The benchmark runs the pipe and the scorer under the same setting.
+    """
+    gc.collect()
+    gc.freeze()
+    before = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 async def serve(
@@ -63,10 +88,6 @@ async def serve(
     model = load_model(settings.model_dir)
     metrics.set_holdout_mape(model.version, model.card.holdout.mape)
     log.info("model %s loaded from %s", model.version, settings.model_dir)
-    # Everything alive now (modules, the model) lives as long as the process: keep it out of
-    # the collector's full passes, which otherwise walk it all and pause scoring for tens of ms.
-    gc.collect()
-    gc.freeze()
     holder: dict[str, Scorer] = {}
 
     def readiness() -> dict[str, bool]:
@@ -77,29 +98,32 @@ async def serve(
     sidecar = MetricsServer(
         settings.metrics.host, settings.metrics.scorer_port, registry, readiness
     )
-    async with sidecar:
-        if on_ready is not None:
-            on_ready(sidecar)
-        await wait_until_reachable(settings.kafka, BROKER_WAIT_S)
-        await ensure_topics(settings.kafka, settings.topics)
-        instance = holder["scorer"] = Scorer(settings, scorer, model=model, metrics=metrics)
-        loop = asyncio.get_running_loop()
-        if handle_signals:
-            _install_signals(loop, instance, scorer.drain_deadline_s)
-        watcher = None
-        if stop is not None:
-            serving = asyncio.current_task()
-            assert serving is not None  # noqa: S101 - serve() always runs inside a task
-            watcher = asyncio.create_task(_watch(stop, instance, serving, scorer.drain_deadline_s))
-        try:
-            async with instance:
-                stats = await instance.run()
-        finally:
-            if watcher is not None:
-                watcher.cancel()
+    with scoring_heap():
+        async with sidecar:
+            if on_ready is not None:
+                on_ready(sidecar)
+            await wait_until_reachable(settings.kafka, BROKER_WAIT_S)
+            await ensure_topics(settings.kafka, settings.topics)
+            instance = holder["scorer"] = Scorer(settings, scorer, model=model, metrics=metrics)
+            loop = asyncio.get_running_loop()
             if handle_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(sig)
+                _install_signals(loop, instance, scorer.drain_deadline_s)
+            watcher = None
+            if stop is not None:
+                serving = asyncio.current_task()
+                assert serving is not None  # noqa: S101 - serve() always runs inside a task
+                watcher = asyncio.create_task(
+                    _watch(stop, instance, serving, scorer.drain_deadline_s)
+                )
+            try:
+                async with instance:
+                    stats = await instance.run()
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
+                if handle_signals:
+                    for sig in (signal.SIGTERM, signal.SIGINT):
+                        loop.remove_signal_handler(sig)
     log.info(
         "scorer stopped: %d events, %d predictions, %d dead letters in %.1f s",
         stats.events,
