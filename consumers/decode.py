@@ -1,9 +1,10 @@
 """Columnar decoding of a batch of listing records: the same verdicts as ``decode_listing``, with
 a fraction of the Python objects.
 
-``decode_listing`` builds one pydantic model per record. Here each record is parsed with orjson
-into a plain dict, the batch is pivoted into one list per field, and types and ranges are checked
-per column (``set(map(type, column))``, numpy comparisons). The fast path only *accepts* what it
+``decode_listing`` builds one pydantic model per record. Here each record is parsed by msgspec
+into a tuple of the contract's fields, checking the key set and each field's JSON type in C (half
+the cost of orjson into a dict, then picking the fields), the batch is pivoted into one list per
+field, and ranges are checked per column (numpy comparisons). The fast path only *accepts* what it
 can prove the contract accepts; every record it cannot prove valid, and every record it refuses,
 is handed to ``decode_listing`` itself, whose verdict (and reason code and detail) is final. So
 the reasons on dead letters are identical by construction, and a record only the contract's own
@@ -16,9 +17,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any, Final
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
@@ -37,8 +38,31 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 _FIELD_ORDER: Final = tuple(ListingEvent.model_fields)
-_PICK: Final = itemgetter(*_FIELD_ORDER)
 _NONE = type(None)
+
+
+def _wire_type(name: str) -> Any:
+    """The JSON type of a contract field, as msgspec checks it."""
+    if name in INTEGER_FIELDS:
+        return int | None
+    if name in NUMERIC_FEATURES:
+        return float | None  # msgspec takes a JSON integer here too, as the contract does
+    if name in CATEGORICAL_FEATURES:
+        return str | None
+    if name in ("listing_id", "event_time"):
+        return str
+    raise TypeError(f"no wire type for the contract's field {name!r}")
+
+
+# Every field required, no other key: the contract's key set. A duplicated key keeps its last
+# value, as the contract's parser does.
+_WireListing = msgspec.defstruct(
+    "_WireListing",
+    [(name, _wire_type(name)) for name in _FIELD_ORDER],
+    forbid_unknown_fields=True,
+    gc=False,
+)
+_WIRE: Final = msgspec.json.Decoder(_WireListing)
 _FLOATS: Final = frozenset({int, float, _NONE})
 _INTS: Final = frozenset({int, _NONE})
 _STRS: Final = frozenset({str, _NONE})
@@ -84,17 +108,14 @@ def decode_batch(values: Sequence[bytes | None], *, max_bytes: int) -> DecodedBa
     rows: list[tuple[Any, ...]] = []
     positions: list[int] = []
     doubtful: list[int] = []
-    loads, pick, width = orjson.loads, _PICK, len(_FIELD_ORDER)
+    decode, astuple = _WIRE.decode, msgspec.structs.astuple
     for i, raw in enumerate(values):
         if raw and len(raw) <= max_bytes:
             try:
-                row = loads(raw)
-                # as many keys as the contract and each of its names present: the same key set
-                if type(row) is dict and len(row) == width:
-                    rows.append(pick(row))
-                    positions.append(i)
-                    continue
-            except (orjson.JSONDecodeError, KeyError):
+                rows.append(astuple(decode(raw)))
+                positions.append(i)
+                continue
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 pass
         doubtful.append(i)
 

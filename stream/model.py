@@ -26,6 +26,7 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -367,6 +368,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 # --- loading -----------------------------------------------------------------------------------
 
 
+_TEXT_OR_NONE: Final = frozenset({str, type(None)})
+
+
 class _MatrixPredictor:
     """The fitted pipeline's arithmetic without its DataFrame plumbing, for the scorer's batches.
 
@@ -397,11 +401,14 @@ class _MatrixPredictor:
             return np.empty(0, dtype=np.float64)
         matrix = np.empty((rows, len(FEATURES)), dtype=np.float64)
         for j, name in enumerate(CATEGORICAL_FEATURES):
-            codes = self._codes[j]
-            matrix[:, j] = [
-                codes.get(v if v is None or isinstance(v, str) else str(v), np.nan)
-                for v in columns[name]
-            ]
+            codes, column = self._codes[j], columns[name]
+            if set(map(type, column)) <= _TEXT_OR_NONE:  # the scorer's columns: one C-level pass
+                matrix[:, j] = np.fromiter(map(codes.get, column, repeat(np.nan)), np.float64, rows)
+            else:
+                matrix[:, j] = [
+                    codes.get(v if v is None or isinstance(v, str) else str(v), np.nan)
+                    for v in column
+                ]
         offset = len(CATEGORICAL_FEATURES)
         for j, name in enumerate(NUMERIC_FEATURES):
             try:

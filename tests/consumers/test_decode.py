@@ -84,6 +84,16 @@ def test_probes_of_every_field_match_the_contract() -> None:
         for when in ("1969-12-31T23:59:59.5Z", "1899-12-31T23:59:59.999999Z"):
             raws.append(orjson.dumps({**base, "event_time": when, "year_remodelled": year}))
     raws.append(orjson.dumps(base).replace(b'"rooms":', b'"rooms":3,"rooms":'))
+    # a duplicated key: the last value counts, whether the first or the last is the bad one
+    raws.append(orjson.dumps(base).replace(b'"rooms":', b'"rooms":"many","rooms":'))
+    raws.append(orjson.dumps(base)[:-1] + b',"rooms":"many"}')
+    raws.append(orjson.dumps(base)[:-1] + b',"rooms":-1}')
+    # escapes, padding and bytes the JSON parsers may treat differently
+    raws.append(orjson.dumps(base).replace(b'"house_style":"', b'"house_style":"\\ud800'))
+    raws.append(orjson.dumps(base).replace(b'"house_style":"', b'"house_style":"\\u00e9\\"\\n'))
+    raws.append(orjson.dumps(base).replace(b'"zoning":"', b'"zoning":"\xed\xa0\x80'))
+    raws.append(b" \n" + orjson.dumps(base) + b"\t ")
+    raws.append(orjson.dumps(base) + b" x")
     raws.append(orjson.dumps(base).replace(b'"rooms":', b'"rooms":100000000000000000000000,"x":'))
     raws.append(orjson.dumps(base).replace(b'"lot_area_sqft":', b'"lot_area_sqft":1e999,"x":'))
     _same_verdict(raws)
