@@ -131,10 +131,9 @@ class Scorer:
         if self._started:
             return
         self._started = True
-        if self.config.predict_threads:
-            # One process per core is how the scorer scales; OpenMP threads of its own would
-            # compete with the client and the broker for the same cores.
-            self._thread_limits = threadpool_limits(limits=self.config.predict_threads)
+        threads = self.config.predict_thread_limit
+        if threads is not None:
+            self._thread_limits = threadpool_limits(limits=threads)
         _warm_up(self.model, self.settings.max_event_bytes)
         kafka = self.settings.kafka
         # A record over max_event_bytes must still be fetched (aiokafka stalls the partition on a
