@@ -37,12 +37,11 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 from prometheus_client import CollectorRegistry
-from threadpoolctl import threadpool_limits
 
 from consumers.decode import rfc3339
 from consumers.delivery import Delivery, Outgoing, Pending
 from consumers.metrics import ScorerMetrics
-from consumers.scorer import Scorer
+from consumers.scorer import PredictThreads, Scorer
 from consumers.service import scoring_heap
 from consumers.settings import ScorerSettings
 from producers.pacing import Pacer
@@ -260,8 +259,10 @@ async def _per_event(
     """One decode, one single-row predict, one send per event; commit per fetched batch."""
     producer = make_producer(settings.kafka)
     consumer = make_consumer(settings.kafka, source, group_id=f"bench-one-{uuid.uuid4().hex[:8]}")
-    # The same OpenMP threads as the scorer, so the comparison is about batching alone.
-    limits = threadpool_limits(limits=threads) if threads is not None else None
+    # The same OpenMP threads as the scorer would use for one row, so the comparison is about
+    # batching alone.
+    limits = PredictThreads(threads)
+    limits.for_rows(1)
     await producer.start()
     await consumer.start()
     try:
@@ -292,8 +293,7 @@ async def _per_event(
     finally:
         await consumer.stop()
         await producer.stop()
-        if limits is not None:
-            limits.restore_original_limits()
+        limits.restore()
 
 
 async def _lag_run(

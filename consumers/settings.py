@@ -105,9 +105,10 @@ class ScorerSettings(BaseModel):
         default=2,
         ge=0,
         le=256,
-        description="OpenMP threads of the model's predict, at most the CPUs the process may "
-        "use (0: the library's default, one per core). The event loop waits while a batch is "
-        "predicted, so a second thread shortens that wait: in appraise bench scorer on two "
+        description="OpenMP threads of the model's predict for a batch of 1,000 rows or more, "
+        "at most the CPUs the process may use; smaller batches get one, which keeps the event "
+        "lag low (0: the library's default for every batch). The event loop waits while a batch "
+        "is predicted, so a second thread shortens that wait: in appraise bench scorer on two "
         "cores the scorer did 1.15-1.3 times the events/s with 2 as with 1. Set 1 when you run "
         "one scorer process per core",
     )

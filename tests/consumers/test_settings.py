@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -45,3 +47,10 @@ def test_a_bad_scorer_variable_names_itself(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("APPRAISE_SCORER__BATCH_SIZE", "0")
     with pytest.raises(ConfigError, match="APPRAISE_SCORER__BATCH_SIZE='0'"):
         load_settings()
+
+
+def test_predict_threads_are_capped_at_the_usable_cpus() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert ScorerSettings(predict_threads=256).predict_thread_limit == cpus
+    assert ScorerSettings(predict_threads=1).predict_thread_limit == 1
+    assert ScorerSettings(predict_threads=0).predict_thread_limit is None  # library default
