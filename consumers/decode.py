@@ -197,8 +197,11 @@ def _utc_times(texts: Sequence[Any]) -> tuple[FloatArray, list[str], BoolArray]:
     # numpy refuses 24:00, second 60 and Feb 30 as the contract does (see _stamp).
     micros = stamps.astype(np.int64)
     fraction = micros % 1_000_000 != 0
-    if not fraction.any() and set(map(len, candidates)) == {20}:
-        canonical: list[str] = list(candidates)  # already "YYYY-MM-DDTHH:MM:SSZ"
+    # The layout is proven above, so the length tells whether a text is already canonical:
+    # "YYYY-MM-DDTHH:MM:SSZ" for a whole second, six digits of fraction otherwise.
+    lengths = np.fromiter(map(len, candidates), dtype=np.intp, count=n)
+    if np.array_equal(lengths, np.where(fraction, 27, 20)):
+        canonical: list[str] = list(candidates)
     else:
         whole = np.char.add(np.datetime_as_string(stamps, unit="s"), "Z")
         precise = np.char.add(np.datetime_as_string(stamps, unit="us"), "Z")
