@@ -259,10 +259,9 @@ async def _per_event(
     """One decode, one single-row predict, one send per event; commit per fetched batch."""
     producer = make_producer(settings.kafka)
     consumer = make_consumer(settings.kafka, source, group_id=f"bench-one-{uuid.uuid4().hex[:8]}")
-    # The same OpenMP threads as the scorer would use for one row, so the comparison is about
-    # batching alone.
+    # The OpenMP threads the scorer uses for a one-row batch (PredictThreads starts there), so
+    # the comparison is about batching alone.
     limits = PredictThreads(threads)
-    limits.for_rows(1)
     await producer.start()
     await consumer.start()
     try:

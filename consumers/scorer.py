@@ -448,7 +448,7 @@ class PredictThreads:
     """
 
     def __init__(self, threads: int | None) -> None:
-        self._threads = threads
+        self._threads = threads or 1
         self._controller = ThreadpoolController() if threads is not None else None
         # The first limiter remembers the limits from before, for :meth:`restore`.
         self._original = self._controller.limit(limits=1) if self._controller else None
@@ -456,7 +456,7 @@ class PredictThreads:
 
     def for_rows(self, rows: int) -> None:
         """Set the limit for a batch of ``rows`` (a no-op unless it changes)."""
-        if self._controller is None or self._threads is None:
+        if self._controller is None:
             return
         wanted = self._threads if rows >= PARALLEL_ROWS else 1
         if wanted != self._current:

@@ -41,11 +41,7 @@ from stream.monitoring import (
     prometheus_argv,
     write_configs,
 )
-from stream.settings import (
-    ENV_NESTED_DELIMITER,
-    ENV_PREFIX,
-    Settings,
-)
+from stream.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings
 from stream.supervisor import ChildFailed, Supervisor, appraise_argv
 
 #: The webhook receiver's record of every notification, in the run directory.

@@ -270,9 +270,7 @@ class UpRun:
 
     def alive(self) -> str | None:
         """For :func:`wait_until`: the end of its output once it has exited."""
-        if self.process.poll() is None:
-            return None
-        return f"appraise up exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}"
+        return exited(self.process, self.log)()
 
 
 @contextlib.contextmanager
