@@ -5,18 +5,25 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # Debian packages the product and its tests run for real: Prometheus (with promtool) and
-# Alertmanager (with amtool), and a C compiler for the scorer's compiled trees.
-DEB_PACKAGES := prometheus prometheus-alertmanager gcc libc6-dev
+# Alertmanager (with amtool), a C compiler for the scorer's compiled trees, and openssl for the
+# TLS settings' tests.
+DEB_PACKAGES := prometheus prometheus-alertmanager gcc libc6-dev openssl
 DEB_BINARIES := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/amtool \
-	/usr/bin/gcc /usr/include/stdio.h
+	/usr/bin/gcc /usr/include/stdio.h /usr/bin/openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help venv system-deps lint format typecheck test test-fast demo clean
 
 help:
-	@echo "make demo   run appraise on the embedded broker (prepares .venv first)"
-	@echo "make test   lint, type-check and run every test (prepares .venv first)"
-	@echo "make format apply ruff's formatting and fixes"
+	@echo "make demo         run appraise on the embedded broker, demo time scales"
+	@echo "make test         lint, type-check and run every test against real servers"
+	@echo "make test-fast    only the tests that need no broker or server"
+	@echo "make lint         ruff, ruff format --check, and the layer check (lint-imports)"
+	@echo "make typecheck    mypy --strict"
+	@echo "make format       apply ruff's formatting and fixes"
+	@echo "make venv         prepare .venv (done by every target that needs it)"
+	@echo "make system-deps  install the Debian packages the tests run (when missing)"
+	@echo "make clean        remove .venv and the tools' caches"
 
 # The venv is rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -39,6 +46,7 @@ system-deps:
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff check --fix .

@@ -1,1 +1,2 @@
-"""appraise consumers: the async scorer and its metrics sidecar."""
+"""The consumers of listings: the async scorer (`appraise score`), its batches, delivery,
+panes and metrics."""

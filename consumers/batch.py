@@ -18,9 +18,10 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from consumers.decode import DecodedBatch, decode_batch, rfc3339
+from consumers.decode import DecodedBatch, decode_batch
 from consumers.panes import PaneBook
-from stream.events import (
+from stream.contract.events import MAX_PRICE
+from stream.contract.reasons import (
     DLQ_DETAIL,
     DLQ_REASON,
     DLQ_SOURCE_OFFSET,
@@ -28,9 +29,9 @@ from stream.events import (
     DLQ_SOURCE_TOPIC,
     DLQ_TIME,
     MAX_DETAIL_CHARS,
-    MAX_PRICE,
     Reason,
 )
+from stream.contract.times import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -16,23 +16,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
-import orjson
 
-from stream.events import (
-    INTEGER_FIELDS,
-    NUMERIC_BOUNDS,
-    YEARS_AHEAD,
-    InvalidEvent,
-    ListingEvent,
-    decode_listing,
-)
-from stream.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from stream.contract.decoding import decode_listing
+from stream.contract.events import INTEGER_FIELDS, NUMERIC_BOUNDS, YEARS_AHEAD, ListingEvent
+from stream.contract.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from stream.contract.reasons import InvalidEvent
+from stream.contract.times import rfc3339
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -67,7 +61,7 @@ _FLOATS: Final = frozenset({int, float, _NONE})
 _INTS: Final = frozenset({int, _NONE})
 _STRS: Final = frozenset({str, _NONE})
 
-# Bounds and integer fields come from the contract itself (stream/events.py).
+# Bounds and integer fields come from the contract itself (stream/contract/events.py).
 _BOUNDS: Final = NUMERIC_BOUNDS
 _INT_FIELDS: Final = INTEGER_FIELDS
 _MAX_CATEGORY: Final = 64
@@ -279,8 +273,3 @@ def _settle(
     batch.event_times = [batch.event_times[j] for j in rows]
     batch.numeric = {name: column[order] for name, column in batch.numeric.items()}
     batch.categorical = {n: [c[j] for j in rows] for n, c in batch.categorical.items()}
-
-
-def rfc3339(moment: datetime) -> str:
-    """The same text orjson writes for ``PredictionEvent.to_json`` (``Z``, µs only if any)."""
-    return orjson.dumps(moment.astimezone(UTC), option=orjson.OPT_UTC_Z).decode()[1:-1]

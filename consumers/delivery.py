@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+import stamina
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 
+from consumers.batch import ScoredBatch
 from stream.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,9 @@ class Delivery:
         backoff_s: the first wait before a retry, doubled each time (setting retry_backoff_s).
         dlq_topic: dead letters the broker refuses as too large are sent again without value.
         on_retry: called once per retry round (the scorer counts them).
+        error_for: the error raised for a non-retriable failure, given what was being done
+            and the client's error (``stream.kafka.clients.client_error`` names a setting that
+            caused it).
     """
 
     def __init__(
@@ -66,12 +72,16 @@ class Delivery:
         backoff_s: float,
         dlq_topic: str,
         on_retry: Callable[[], None] = lambda: None,
+        error_for: Callable[[str, BaseException], Exception] = lambda doing, exc: BrokerError(
+            f"{doing}: {exc!r}"
+        ),
     ) -> None:
         self.producer = producer
         self.retries = retries
         self.backoff_s = backoff_s
         self.dlq_topic = dlq_topic
         self.on_retry = on_retry
+        self.error_for = error_for
         self.reachable = True
         """False while the last attempt failed with a broker error (readiness reads it)."""
 
@@ -101,6 +111,9 @@ class Delivery:
 
     async def finish(self, pending: Pending) -> None:
         """Wait for the acks of :meth:`start`; retry what failed with a retriable error."""
+        # Our own loop, not stamina's (used for commits): each round sends again only the
+        # records that failed, and a dead letter too large for its topic changes shape (sent
+        # without its value), which a retry of one call cannot express.
         for attempt in range(self.retries + 1):
             results = await asyncio.gather(*pending.futures, return_exceptions=True)
             failed = pending.failed
@@ -117,7 +130,7 @@ class Delivery:
                 elif retriable(error):
                     again.append(item)
                 else:
-                    raise BrokerError(f"could not deliver to {item[0]}: {error!r}") from error
+                    raise self.error_for(f"could not deliver to {item[0]}", error) from error
             self.reachable = False
             if attempt == self.retries:
                 break
@@ -156,3 +169,51 @@ def _without_value(item: Outgoing) -> Outgoing:
     size = len(value or b"")
     log.warning("dead letter of %d bytes too large for %s: sent without value", size, topic)
     return topic, None, key, [*(headers or []), (DLQ_VALUE_OMITTED, str(size).encode())]
+
+
+def outgoing(scored: ScoredBatch, predictions_topic: str, dlq_topic: str) -> list[Outgoing]:
+    """The records a scored batch sends: its predictions, then its dead letters."""
+    sends: list[Outgoing] = [(predictions_topic, v, k, None) for k, v in scored.predictions]
+    # A record with neither key nor value (a keyless tombstone) cannot be sent as it came:
+    # its dead letter gets an empty value (the reason header already says "empty").
+    sends += [
+        (dlq_topic, b"" if d.value is None and d.key is None else d.value, d.key, d.headers)
+        for d in scored.dead_letters
+    ]
+    return sends
+
+
+async def commit(
+    consumer: Committer,
+    offsets: Mapping[TopicPartition, int],
+    *,
+    retries: int,
+    backoff_s: float,
+    on_retry: Callable[[], None] = lambda: None,
+) -> bool:
+    """Commit ``offsets``, retrying a retriable error (backoff ``backoff_s``, doubling); False
+    when it could not be committed. A batch delivered but not committed is scored again by
+    whoever owns its partitions next (at-least-once): stopping the scorer would not help."""
+    try:
+        async for attempt in stamina.retry_context(
+            on=retriable,
+            attempts=retries + 1,
+            timeout=None,
+            wait_initial=backoff_s,
+            wait_max=backoff_s * 2**retries,
+            wait_jitter=0.0,
+        ):
+            with attempt:
+                if attempt.num > 1:
+                    on_retry()
+                await consumer.commit(dict(offsets))
+    except KafkaError as exc:
+        log.warning("commit of %s failed (%r); the batch may be scored twice", offsets, exc)
+        return False
+    return True
+
+
+class Committer(Protocol):
+    """The one consumer call :func:`commit` uses (``AIOKafkaConsumer.commit`` fits)."""
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...

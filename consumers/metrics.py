@@ -1,33 +1,30 @@
 """The scorer's Prometheus metrics, registered on an injected ``CollectorRegistry``.
 
-Names follow shared/OBSERVABILITY.md: prefix ``appraise_``, base units in the name, counters end
-in ``_total``. Every label combination that can be known at start-up (each dead-letter reason,
-the model version) is created then, so its series exists at 0 before the first event.
+Every name, type, label set and help text comes from the catalogue
+(:mod:`stream.contract.metrics`). Every label combination that can be known at start-up (each
+dead-letter reason, the model version) is created then, so its series exists at 0 before the
+first event.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-)
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import HistogramMetricFamily
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 
-from consumers.settings import ScorerSettings
-from stream.events import REASONS
+from stream.contract import metrics as names
+from stream.contract.metrics import MetricName
+from stream.contract.reasons import REASONS
+from stream.service.metrics import counter, gauge, histogram, info
+from stream.service.metrics import process_collectors as process_collectors_of
+from stream.settings import ScorerSettings
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -38,6 +35,25 @@ _go_float = cast(Callable[[float], str], floatToGoString)
 BATCH_SIZE_BUCKETS = (1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0)
 #: Edges of the batch duration histogram, in seconds: a 1,000-event batch takes tens of ms.
 BATCH_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+@dataclass(slots=True)
+class RunStats:
+    """What a :meth:`Scorer.run` did."""
+
+    events: int = 0
+    predictions: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    """From the start of the run to its end (group join and idle time included)."""
+    busy_seconds: float = 0.0
+    """From the first records fetched to the last batch committed."""
+
+    @property
+    def events_per_second(self) -> float:
+        """Throughput while there was work: ``events / busy_seconds``."""
+        return self.events / self.busy_seconds if self.busy_seconds > 0 else 0.0
 
 
 class ScorerMetrics:
@@ -59,93 +75,31 @@ class ScorerMetrics:
         process_collectors: bool = True,
     ) -> None:
         self.registry = registry
-        self.events_consumed = Counter(
-            "appraise_events_consumed",
-            "Records taken from the listings topic (valid or not).",
-            registry=registry,
-        )
-        self.predictions = Counter(
-            "appraise_predictions",
-            "Predictions produced and acknowledged by the broker, by model version.",
-            ["model_version"],
-            registry=registry,
-        )
-        self.scoring_errors = Counter(
-            "appraise_scoring_errors",
-            "Records dead-lettered (one dead letter each), by reason code.",
-            ["reason"],
-            registry=registry,
-        )
-        self.batch_duration = Histogram(
-            "appraise_scoring_latency_seconds",
-            "Time to score one batch: decode, predict, produce, broker acks and commit.",
-            buckets=BATCH_DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.batch_size = Histogram(
-            "appraise_scoring_batch_size_events",
-            "Records per scored batch.",
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=registry,
-        )
-        self._event_lag = BulkHistogram(
-            "appraise_event_lag_seconds",
-            "scored_at - event_time of each prediction; replays of history land in the top bucket.",
-            settings.event_lag_buckets_seconds,
-        )
+        r = registry
+        self.events_consumed = counter(names.EVENTS_CONSUMED, r)
+        self.predictions = counter(names.PREDICTIONS, r)
+        self.scoring_errors = counter(names.SCORING_ERRORS, r)
+        self.batch_duration = histogram(names.SCORING_LATENCY, r, BATCH_DURATION_BUCKETS)
+        self.batch_size = histogram(names.BATCH_SIZE, r, BATCH_SIZE_BUCKETS)
+        self._event_lag = BulkHistogram(names.EVENT_LAG, settings.event_lag_buckets_seconds)
         self._predicted_price = BulkHistogram(
-            "appraise_predicted_price_dollars",
-            "Predicted prices in US dollars (edges are the scorer setting "
-            "prediction_buckets_dollars).",
-            settings.prediction_buckets_dollars,
+            names.PREDICTED_PRICE, settings.prediction_buckets_dollars
         )
         registry.register(self._event_lag)
         registry.register(self._predicted_price)
-        self.consumer_lag = Gauge(
-            "appraise_consumer_lag_records",
-            "High watermark minus position, per assigned partition of the listings topic.",
-            ["topic", "partition"],
-            registry=registry,
-        )
-        self.in_flight = Gauge(
-            "appraise_scorer_in_flight_events",
-            "Records taken from Kafka and not yet committed.",
-            registry=registry,
-        )
-        self.assigned_partitions = Gauge(
-            "appraise_scorer_assigned_partitions",
-            "Partitions of the listings topic assigned to this scorer.",
-            registry=registry,
-        )
-        self.panes_published = Counter(
-            "appraise_panes_published",
-            "Pane partials published to the prediction-panes topic.",
-            registry=registry,
-        )
-        self.broker_retries = Counter(
-            "appraise_scorer_broker_retries",
-            "Retries of a produce or commit after a retriable broker error.",
-            registry=registry,
-        )
-        self.last_commit = Gauge(
-            "appraise_scorer_last_commit_timestamp_seconds",
-            "Unix time of the last successful offset commit.",
-            registry=registry,
-        )
-        self.model_info = Info("appraise_model", "The model this scorer uses.", registry=registry)
-        self.holdout_mape = Gauge(
-            "appraise_model_holdout_mape_ratio",
-            "The model card's hold-out MAPE: the yardstick realised error is compared against.",
-            ["model_version"],
-            registry=registry,
-        )
+        self.consumer_lag = gauge(names.CONSUMER_LAG, r)
+        self.in_flight = gauge(names.IN_FLIGHT, r)
+        self.assigned_partitions = gauge(names.ASSIGNED_PARTITIONS, r)
+        self.panes_published = counter(names.PANES_PUBLISHED, r)
+        self.broker_retries = counter(names.BROKER_RETRIES, r)
+        self.last_commit = gauge(names.LAST_COMMIT, r)
+        self.model_info = info(names.MODEL_INFO, r)
+        self.holdout_mape = gauge(names.HOLDOUT_MAPE, r)
         for reason in REASONS:
             self.scoring_errors.labels(reason=reason)
         self._lag_series: set[tuple[str, str]] = set()
         if process_collectors:
-            ProcessCollector(registry=registry)
-            PlatformCollector(registry=registry)
-            GCCollector(registry=registry)
+            process_collectors_of(registry)
 
     def set_model(self, version: str, **info: str) -> None:
         """Announce the model in use; creates its predictions series at 0."""
@@ -187,9 +141,11 @@ class BulkHistogram:
     microsecond; at tens of thousands of predictions a second that is a real share of the CPU.
     """
 
-    def __init__(self, name: str, documentation: str, edges: Sequence[float]) -> None:
-        self.name = name
-        self.documentation = documentation
+    def __init__(self, spec: MetricName, edges: Sequence[float]) -> None:
+        if spec.kind != "histogram":
+            raise TypeError(f"{spec.name} is a {spec.kind}, not a histogram")
+        self.name = spec.name
+        self.documentation = spec.help
         self._edges = np.asarray(edges, dtype=np.float64)
         self._counts = np.zeros(len(edges) + 1, dtype=np.int64)
         self._sum = 0.0

@@ -12,9 +12,10 @@ A rebalance waits for the batch in hand to be committed before the partitions go
 fetched before a rebalance but not yet started is dropped (its records are fetched again, by
 whoever owns them then), so a clean rebalance causes no duplicates.
 
-Pane partials (:mod:`consumers.panes`) are published at most every ``pane_publish_interval_s``,
-and before partitions go or the scorer stops. After a crash, at most that interval of pane
-partials is lost (the monitor's counts, not predictions).
+Pane partials (:mod:`consumers.panes`; the record is :mod:`stream.contract.panes`) are
+published at most every ``pane_publish_interval_s``, and before partitions go or the scorer
+stops. After a crash, at most that interval of pane partials is lost (the monitor's counts, not
+predictions).
 """
 
 from __future__ import annotations
@@ -24,50 +25,23 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, TypeVar
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
-from threadpoolctl import ThreadpoolController
 
 from consumers.batch import Predictor, ScoredBatch, score_batch
-from consumers.decode import rfc3339
-from consumers.delivery import Delivery, Outgoing, retriable
-from consumers.metrics import ScorerMetrics
-from consumers.panes import PaneBook, encode_pane
-from consumers.settings import ScorerSettings
-from stream.events import ListingEvent
-from stream.kafka import make_consumer, make_producer
-from stream.settings import Settings
+from consumers.delivery import Delivery, commit, outgoing
+from consumers.metrics import RunStats, ScorerMetrics
+from consumers.panes import PaneBook
+from consumers.predict import PredictThreads, thread_limit, warm_up
+from stream.contract.panes import encode_pane
+from stream.kafka.clients import client_error, make_consumer, make_producer
+from stream.service.component import Component
+from stream.settings import ScorerSettings, Settings
 
 log = logging.getLogger(__name__)
 
-#: The smallest batch predicted with ``predict_threads`` threads (see :class:`PredictThreads`).
-PARALLEL_ROWS: Final = 1_000
-
 _T = TypeVar("_T")
-
-
-@dataclass(slots=True)
-class RunStats:
-    """What a :meth:`Scorer.run` did."""
-
-    events: int = 0
-    predictions: int = 0
-    dead_letters: int = 0
-    batches: int = 0
-    seconds: float = 0.0
-    """From the start of the run to its end (group join and idle time included)."""
-    busy_seconds: float = 0.0
-    """From the first records fetched to the last batch committed."""
-
-    @property
-    def events_per_second(self) -> float:
-        """Throughput while there was work: ``events / busy_seconds``."""
-        return self.events / self.busy_seconds if self.busy_seconds > 0 else 0.0
 
 
 @dataclass(slots=True)
@@ -81,7 +55,7 @@ class _InFlight:
     started: float
 
 
-class Scorer:
+class Scorer(Component):
     """The scoring loop. ``async with Scorer(...)`` starts and stops it; :meth:`run` scores.
 
     Args:
@@ -120,7 +94,6 @@ class Scorer:
         self._consumed = 0
         self._last_settled = 0.0
         self._stop_requested = asyncio.Event()
-        self._started = False
         self._threads: PredictThreads | None = None
         self._last_pane_flush = 0.0
         self._last_lag_refresh = 0.0
@@ -129,16 +102,13 @@ class Scorer:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def _start(self) -> None:
         """Connect the producer and the consumer and join the group (assignment follows)."""
-        if self._started:
-            return
-        self._started = True
         # Compiled trees take no OpenMP threads: then the library's limits are left alone.
         self._threads = PredictThreads(
-            None if self.model.compiled else self.config.predict_thread_limit
+            None if self.model.compiled else thread_limit(self.config.predict_threads)
         )
-        _warm_up(self.model, self.settings.max_event_bytes)
+        warm_up(self.model, self.settings.max_event_bytes)
         kafka = self.settings.kafka
         # A record over max_event_bytes must still be fetched (aiokafka stalls the partition on a
         # record above max_partition_fetch_bytes) and dead-lettered with its original bytes.
@@ -152,19 +122,16 @@ class Scorer:
             max_partition_fetch_bytes=largest,
             fetch_max_wait_ms=self.config.fetch_max_wait_ms,
         )
-        try:
-            await self._producer.start()
-            self._delivery = Delivery(
-                self._producer,
-                retries=self.config.produce_retries,
-                backoff_s=self.config.retry_backoff_s,
-                dlq_topic=self.settings.topics.dlq,
-                on_retry=self.metrics.broker_retries.inc,
-            )
-            await self._consumer.start()
-        except BaseException:
-            await self.stop()
-            raise
+        await self._producer.start()
+        self._delivery = Delivery(
+            self._producer,
+            retries=self.config.produce_retries,
+            backoff_s=self.config.retry_backoff_s,
+            dlq_topic=self.settings.topics.dlq,
+            on_retry=self.metrics.broker_retries.inc,
+            error_for=lambda doing, exc: client_error(exc, kafka, doing),
+        )
+        await self._consumer.start()
         self._consumer.subscribe([self.settings.topics.listings], listener=_Listener(self))
         self._last_pane_flush = time.monotonic()
         log.info(
@@ -174,8 +141,8 @@ class Scorer:
             self.model.version,
         )
 
-    async def stop(self) -> None:
-        """Publish the pane partials, leave the group, flush the producer. Idempotent."""
+    async def _stop(self) -> None:
+        """Publish the pane partials, leave the group, flush the producer."""
         consumer, producer, delivery = self._consumer, self._producer, self._delivery
         try:
             if consumer is not None and delivery is not None:
@@ -193,18 +160,6 @@ class Scorer:
                 self._threads = None
             self._assigned = frozenset()
             self.metrics.keep_only_partitions(())
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def request_stop(self) -> None:
         """Stop fetching: :meth:`run` returns once the batch in hand is committed."""
@@ -268,10 +223,18 @@ class Scorer:
             await self._housekeeping()
         async with self._batch_lock:
             await self._settle()
-        self.stats.seconds = time.monotonic() - started
+        stats = self.stats
+        stats.seconds = time.monotonic() - started
         if first_fetch is not None:
-            self.stats.busy_seconds += self._last_settled - first_fetch
-        return self.stats
+            stats.busy_seconds += self._last_settled - first_fetch
+        log.info(
+            "scorer stopped: %d events, %d predictions, %d dead letters in %.1f s",
+            stats.events,
+            stats.predictions,
+            stats.dead_letters,
+            stats.seconds,
+        )
+        return stats
 
     async def _process(self, fetched: dict[TopicPartition, list[Any]], generation: int) -> None:
         async with self._batch_lock:
@@ -296,7 +259,8 @@ class Scorer:
             await self._settle()
             # Its requests go out now; their acks are awaited after the next batch is scored,
             # so the broker stores this batch while the next one is scored.
-            pending = await delivery.start(self._outgoing(scored))
+            topics = self.settings.topics
+            pending = await delivery.start(outgoing(scored, topics.predictions, topics.dlq))
             self._in_flight = _InFlight(
                 offsets={tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch},
                 delivery=asyncio.create_task(delivery.finish(pending)),
@@ -367,34 +331,17 @@ class Scorer:
 
     # --- delivery ------------------------------------------------------------------------------
 
-    def _outgoing(self, scored: ScoredBatch) -> list[Outgoing]:
-        """The records a scored batch sends: its predictions, then its dead letters."""
-        topics = self.settings.topics
-        sends: list[Outgoing] = [(topics.predictions, v, k, None) for k, v in scored.predictions]
-        # A record with neither key nor value (a keyless tombstone) cannot be sent as it came:
-        # its dead letter gets an empty value (the reason header already says "empty").
-        sends += [
-            (topics.dlq, b"" if d.value is None and d.key is None else d.value, d.key, d.headers)
-            for d in scored.dead_letters
-        ]
-        return sends
-
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-        for attempt in range(self.config.produce_retries + 1):
-            try:
-                await consumer.commit(offsets)
-                self.metrics.last_commit.set(time.time())
-                return
-            except KafkaError as exc:
-                if not retriable(exc) or attempt == self.config.produce_retries:
-                    # Delivered but not committed: whoever owns the partitions next scores the
-                    # batch again (at-least-once); stopping the scorer would not help.
-                    log.warning(
-                        "commit of %s failed (%r); the batch may be scored twice", offsets, exc
-                    )
-                    return
-                self.metrics.broker_retries.inc()
-                await asyncio.sleep(self.config.retry_backoff_s * 2**attempt)
+        config = self.config
+        done = await commit(
+            consumer,
+            offsets,
+            retries=config.produce_retries,
+            backoff_s=config.retry_backoff_s,
+            on_retry=self.metrics.broker_retries.inc,
+        )
+        if done:
+            self.metrics.last_commit.set(time.time())
 
     async def _flush_panes(self, delivery: Delivery) -> None:
         self._last_pane_flush = time.monotonic()
@@ -439,40 +386,6 @@ class Scorer:
         return client
 
 
-class PredictThreads:
-    """How many OpenMP threads the model's predict may use, batch by batch.
-
-    A batch of at least :data:`PARALLEL_ROWS` rows gets ``threads``: the event loop waits while
-    it is predicted, and a second thread shortens that wait (throughput). A smaller batch gets
-    one: in ``appraise bench scorer`` on two cores, two threads raised the event lag at 5,000/s
-    (p50 +4-6 ms, p99 +9-24 ms in three paired runs), as the second thread competes with the
-    client and the broker, and on a small batch they save nothing. ``None``: the library's
-    default, never changed.
-    """
-
-    def __init__(self, threads: int | None) -> None:
-        self._threads = threads or 1
-        self._controller = ThreadpoolController() if threads is not None else None
-        # The first limiter remembers the limits from before, for :meth:`restore`.
-        self._original = self._controller.limit(limits=1) if self._controller else None
-        self._current = 1
-
-    def for_rows(self, rows: int) -> None:
-        """Set the limit for a batch of ``rows`` (a no-op unless it changes)."""
-        if self._controller is None:
-            return
-        wanted = self._threads if rows >= PARALLEL_ROWS else 1
-        if wanted != self._current:
-            self._controller.limit(limits=wanted)
-            self._current = wanted
-
-    def restore(self) -> None:
-        """Put back the limits from before."""
-        if self._original is not None:
-            self._original.restore_original_limits()
-            self._original = self._controller = None
-
-
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
     def __init__(self, scorer: Scorer) -> None:
         self.scorer = scorer
@@ -482,24 +395,3 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.scorer._on_assigned(assigned)
-
-
-def _warm_up(model: Predictor, max_bytes: int) -> None:
-    """Score one made-up listing (every feature missing) before joining the group: the first
-    predict call of a process pays for lazy set-up in pandas and scikit-learn (here ~100 ms),
-    which would otherwise land on the first real events."""
-    event = dict.fromkeys(ListingEvent.model_fields)
-    event.update(listing_id="warm-up", event_time=rfc3339(datetime.now(UTC)))
-    record = _WarmUpRecord(orjson.dumps(event))
-    for _ in range(2):
-        score_batch([record], model, max_bytes=max_bytes)
-
-
-@dataclass(frozen=True, slots=True)
-class _WarmUpRecord:
-    value: bytes
-    key: bytes | None = None
-    topic: str = "warm-up"
-    partition: int = 0
-    offset: int = 0
-    headers: tuple[tuple[str, bytes], ...] = ()

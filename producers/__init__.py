@@ -1,1 +1,2 @@
-"""appraise producers: publish listings, drift scenarios, sale labels, replay."""
+"""The producers: publish listings (bundled data, JSONL, stdin), drift scenarios, sale labels,
+and replay of topic ranges."""

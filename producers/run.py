@@ -19,13 +19,11 @@ from producers.sources import (
     repeat,
 )
 from stream.errors import DataError
-from stream.kafka import make_producer, wait_until_reachable
+from stream.kafka.clients import producing, wait_until_reachable
 from stream.settings import Settings
 
 #: ``--source`` value for the bundled 2008-2010 sales, the default.
 HOLDOUT = "holdout"
-#: How long to wait for the cluster before giving up with a message.
-_REACH_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +81,6 @@ async def produce(
         count=options.count,
         event_time=options.event_time,
     )
-    await wait_until_reachable(settings.kafka, _REACH_TIMEOUT_S)
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    try:
+    await wait_until_reachable(settings.kafka, settings.service.broker_wait_s)
+    async with producing(settings.kafka, f"sending to {plan.topic}") as producer:
         return await publish(producer, drafts, plan, on_progress=on_progress, stop=stop)
-    finally:
-        await producer.stop()  # flushes what is in flight

@@ -20,9 +20,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from producers.sources import Draft
+from stream.contract.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
+from stream.contract.malformed import MALFORMATIONS, MALFORMATIONS_BY_NAME
 from stream.errors import DataError
-from stream.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
-from stream.malformed import MALFORMATIONS, MALFORMATIONS_BY_NAME
 
 NumericFeature = Literal[NUMERIC_FEATURES]  # type: ignore[valid-type]
 CategoricalFeature = Literal[CATEGORICAL_FEATURES]  # type: ignore[valid-type]

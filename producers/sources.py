@@ -15,9 +15,9 @@ from typing import IO, Any
 import orjson
 import pandas as pd
 
-from stream.dataset import holdout_rows, load_ames
-from stream.events import INTEGER_FIELDS
-from stream.features import FEATURES, TARGET
+from stream.contract.events import INTEGER_FIELDS
+from stream.contract.features import FEATURES, TARGET
+from stream.model.dataset import holdout_rows, load_ames
 
 
 @dataclass(slots=True)

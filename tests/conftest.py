@@ -1,4 +1,5 @@
-"""Shared fixtures: one embedded broker for the whole session, and a fresh topic per test.
+"""Shared fixtures: one embedded broker and one trained model for the whole session, and a fresh
+topic per test.
 
 Tests that use ``broker`` (directly or through ``kafka_settings``/``new_topic``) are marked
 ``integration`` automatically; ``pytest -m "not integration"`` runs without a broker.
@@ -8,13 +9,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from stream.broker import EmbeddedBroker
-from stream.kafka import TopicSpec, ensure_topics, make_admin
-from stream.settings import KafkaSettings, TopicSettings
+from stream.kafka.broker import EmbeddedBroker
+from stream.kafka.topics import TopicSpec, delete_topics, ensure_topics, topic_specs
+from stream.model.load import load_model
+from stream.model.predict import LoadedModel
+from stream.model.train import train
+from stream.settings import KafkaSettings, Settings
 
 #: ``await new_topic()`` or ``await new_topic(partitions=8)``: the name of a fresh topic.
 TopicFactory = Callable[..., Awaitable[str]]
@@ -34,7 +39,8 @@ async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Embe
 
     Its memory storage keeps everything until the session ends: tests use their own topics."""
     log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
-    async with EmbeddedBroker(port=0, topics=TopicSettings(), log_path=log_path) as running:
+    topics = topic_specs(Settings())
+    async with EmbeddedBroker(port=0, topics=topics, log_path=log_path) as running:
         yield running
 
 
@@ -57,10 +63,19 @@ async def new_topic(kafka_settings: KafkaSettings) -> AsyncIterator[TopicFactory
         return name
 
     yield create
-    if created:
-        admin = make_admin(kafka_settings)
-        try:
-            await admin.start()
-            await admin.delete_topics(created)
-        finally:
-            await admin.close()
+    await delete_topics(kafka_settings, created)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained on the bundled data into a temporary directory (about 7 s, once). Tests
+    that damage a model directory work on a copy."""
+    out = tmp_path_factory.mktemp("model")
+    train(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def model(model_dir: Path) -> LoadedModel:
+    """The loaded model of ``model_dir`` (its trees not compiled: compile a fresh load)."""
+    return load_model(model_dir)

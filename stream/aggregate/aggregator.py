@@ -12,12 +12,12 @@ import math
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 
-from consumers.panes import decode_pane
 from stream.aggregate.state import ErrorPane, PaneState, partial_digest
 from stream.aggregate.summary import ErrorSummary, WindowAggregate, WindowSummary, summarise
 from stream.aggregate.windows import Admission, Clock, Window, WindowSpec, common_pane_width
+from stream.contract.panes import decode_pane
 from stream.errors import DataError
-from stream.profile import ReferenceProfile
+from stream.model.profile import ReferenceProfile
 from stream.settings import AggregateSettings
 
 Table = MutableMapping[str, str]

@@ -21,93 +21,41 @@ Agents (each one stream over all its assigned partitions):
 
 Window state lives in faust tables (memory store, changelog-backed): a restarted worker reads the
 changelogs back and continues its open windows. On the embedded broker (Tansu) the changelog is
-read only up to its wrong end offset (EMBEDDED_KAFKA.md), so the newest few table updates before
-a restart can be lost; on Apache Kafka recovery is exact.
+read only up to its wrong end offset (docs/embedded-kafka.md), so the newest few table updates
+before a restart can be lost; on Apache Kafka recovery is exact.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
 import shutil
-import tempfile
 import time
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, NamedTuple, Self
+from collections.abc import Mapping
+from typing import Any, Final, NamedTuple
 
-import faust
 import orjson
 
+from stream.aggregate._faust import faust
 from stream.aggregate.aggregator import ErrorWindows, Outcome, PaneWindows
+from stream.aggregate.config import faust_settings
 from stream.aggregate.join import Retention, StoredPrediction
 from stream.aggregate.metrics import AggregateMetrics
 from stream.aggregate.windows import window_specs
+from stream.contract.decoding import decode
+from stream.contract.events import PredictionEvent, SaleEvent
+from stream.contract.reasons import InvalidEvent
 from stream.errors import DataError
-from stream.events import InvalidEvent, PredictionEvent, SaleEvent, decode
-from stream.kafka import client_kwargs, consumer_kwargs
-from stream.profile import ReferenceProfile
-from stream.settings import KafkaSettings, Settings
+from stream.model.profile import ReferenceProfile
+from stream.service.component import Component
+from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
 #: How often the consumer-lag gauges are refreshed, in seconds.
 LAG_REFRESH_S: Final = 1.0
-# Above the session timeout, as faust requires, and at least the client setting.
-_REQUEST_TIMEOUT_MARGIN_S: Final = 5.0
 # A table key no record uses: the tombstones that seal the changelogs on stop.
 _SEAL_KEY: Final = "__appraise_seal__"
-
-
-def faust_settings(settings: Settings) -> dict[str, Any]:
-    """faust ``App`` keyword arguments for ``settings``.
-
-    The broker timings mirror ``stream.kafka.consumer_kwargs`` (the one place for the Tansu
-    workarounds and client settings): a 6 s session and 1 s heartbeat make the worker ready in
-    about 5 s on Tansu instead of about 31 s with faust's defaults; new groups start at
-    ``earliest`` because Tansu's LATEST offset is wrong.
-    """
-    kafka = settings.kafka
-    consumer = consumer_kwargs(kafka, None)
-    session_s = consumer["session_timeout_ms"] / 1000
-    return {
-        "broker": [f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
-        "broker_client_id": kafka.client_id,
-        "broker_credentials": faust_credentials(kafka),
-        "broker_session_timeout": session_s,
-        "broker_heartbeat_interval": consumer["heartbeat_interval_ms"] / 1000,
-        "broker_request_timeout": max(
-            kafka.request_timeout_ms / 1000, session_s + _REQUEST_TIMEOUT_MARGIN_S
-        ),
-        "consumer_auto_offset_reset": consumer["auto_offset_reset"],
-        "producer_acks": -1,  # "all", as stream.kafka.producer_kwargs
-        # Explicit partitions for the internal and changelog topics: the same count as the
-        # project's topics, which faust requires of a source and its tables' changelogs.
-        "topic_partitions": settings.topics.partitions,
-        "topic_replication_factor": settings.topics.replication_factor,
-        # State is rebuilt from the changelogs at start; no RocksDB to install. faust still
-        # creates a data directory: under the system's temporary directory, not the cwd.
-        "store": "memory://",
-        # One per process, removed at stop: runs of the same app id never share it.
-        "datadir": str(Path(tempfile.gettempdir()) / f"appraise-{{conf.name}}-{os.getpid()}-data"),
-        "web_enabled": False,
-    }
-
-
-def faust_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
-    """faust's form of the security settings (None for PLAINTEXT)."""
-    kwargs = client_kwargs(kafka)
-    context = kwargs.get("ssl_context")
-    if kafka.security_protocol == "SSL":
-        return faust.SSLCredentials(context)
-    if kafka.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        return faust.SASLCredentials(
-            username=kwargs["sasl_plain_username"],
-            password=kwargs["sasl_plain_password"],
-            mechanism=kwargs["sasl_mechanism"],
-            ssl_context=context,
-        )
-    return None
 
 
 class Activity(NamedTuple):
@@ -119,9 +67,10 @@ class Activity(NamedTuple):
     records: int
 
 
-class AggregateApp:
+class AggregateApp(Component):
     """The stream app as a component: ``start()`` returns once the worker is ready (partitions
-    assigned, tables recovered); ``stop()`` leaves the group; ``async with`` does both.
+    assigned, tables recovered); ``stop()`` commits and leaves the group; ``async with`` does
+    both; ``run()`` waits for :meth:`request_stop` (the runtime's worker).
 
     Build a new one to restart (a faust ``App`` is not restartable).
 
@@ -184,38 +133,52 @@ class AggregateApp:
         self._next_offsets: dict[tuple[str, int], int] = {}
         #: Per source topic: when its first and latest record reached an agent, and how many.
         self.activity: dict[str, Activity] = {}
-        self.ready = False
-        self._started = False
+        self._ready = False
+        self._faust_started = False
+        self._stop_requested = asyncio.Event()
         #: Seconds from start() until the worker was ready (set by start()).
         self.ready_after_s: float | None = None
         #: Records published to ``prediction-windows`` by this instance.
         self.published = 0
 
-    async def start(self) -> None:
+    @property
+    def ready(self) -> Mapping[str, bool]:
+        """The readiness check: the worker has its partitions and its tables recovered."""
+        return {"worker_ready": self._ready}
+
+    async def _start(self) -> None:
         """Start the worker; return once partitions are assigned and tables recovered."""
         started = time.perf_counter()
-        self._started = True
+        self._faust_started = True
         await self.app.start()
         self.ready_after_s = time.perf_counter() - started
-        self.ready = True
+        self._ready = True
         log.info("stream app %s ready in %.1f s", self.app.conf.id, self.ready_after_s)
 
-    async def stop(self) -> None:
-        """Stop the worker (commits, leaves the group); idempotent."""
-        self.ready = False
-        started, self._started = self._started, False
+    async def _stop(self) -> None:
+        """Stop the worker (commits, leaves the group)."""
+        self._ready = False
+        started, self._faust_started = self._faust_started, False
         if started:
             if self.ready_after_s is not None:
                 await self._seal_changelogs()
             await self.app.stop()
             shutil.rmtree(self.app.conf.datadir, ignore_errors=True)
 
+    async def run(self) -> None:
+        """Work (the agents run on their own) until :meth:`request_stop`."""
+        await self._stop_requested.wait()
+
+    def request_stop(self) -> None:
+        """Make :meth:`run` return; :meth:`stop` then commits and leaves the group."""
+        self._stop_requested.set()
+
     async def _seal_changelogs(self) -> None:
         """End every changelog partition with a record of its own, in its own batch.
 
         Tansu answers ListOffsets LATEST with the newest batch's base offset + 1, and faust
         recovers a table only up to that offset, so the rest of a multi-record last batch would
-        be lost at the next start (EMBEDDED_KAFKA.md). After a flush, one tombstone of a key no
+        be lost at the next start (docs/embedded-kafka.md). After a flush, one tombstone of a key no
         one uses per partition is a batch of one, and everything before it is recovered. Harmless
         on Apache Kafka. A crashed worker cannot do this: there the newest updates may be lost.
         """
@@ -224,18 +187,6 @@ class AggregateApp:
             for partition in range(self.settings.topics.partitions):
                 table.send_changelog(partition, _SEAL_KEY, None, value_serializer="raw")
         await self.app.producer.flush()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- agents --------------------------------------------------------------------------------
 

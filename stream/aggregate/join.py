@@ -12,8 +12,8 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from stream.contract.events import PredictionEvent
 from stream.errors import DataError
-from stream.events import PredictionEvent
 
 
 @dataclass(frozen=True)

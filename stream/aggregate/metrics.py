@@ -1,9 +1,10 @@
 """The stream app's Prometheus metrics, on an injected ``CollectorRegistry``.
 
-Names follow shared/OBSERVABILITY.md: prefix ``appraise_``, units in the name, counters end in
-``_total``. Labels are bounded: ``window`` (two values), ``quantile`` (four), ``feature`` (the
-model's 20), ``model_version`` (at most ``max_model_versions``; the series of older versions are
-removed), ``topic``/``partition`` (the app's assigned partitions; revoked ones removed).
+Every name, type, label set and help text comes from the catalogue
+(:mod:`stream.contract.metrics`). Labels are bounded: ``window`` (two values), ``quantile``
+(four), ``feature`` (the model's 20), ``model_version`` (at most ``max_model_versions``; the
+series of older versions are removed), ``topic``/``partition`` (the app's assigned partitions;
+revoked ones removed).
 """
 
 from __future__ import annotations
@@ -11,15 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
+from prometheus_client import CollectorRegistry, Gauge
 
-from stream.aggregate.summary import QUANTILES, ErrorSummary, WindowSummary
-from stream.features import CATEGORICAL_FEATURES, FEATURES
-
-_V = "model_version"
+from stream.aggregate.summary import ErrorSummary, WindowSummary
+from stream.contract import metrics as names
+from stream.contract.features import CATEGORICAL_FEATURES, FEATURES
+from stream.contract.windows import QUANTILES, quantile_key
+from stream.service import metrics as build
 
 
 class AggregateMetrics:
@@ -44,135 +43,35 @@ class AggregateMetrics:
         self._max_versions = max_model_versions
         self._versions: list[str] = []  # newest last
         r = registry
-        w = ["window"]
-        self.panes = Counter("appraise_panes", "Pane partials consumed.", registry=r)
-        self.panes_invalid = Counter(
-            "appraise_panes_invalid", "Pane records that could not be used.", registry=r
-        )
-        self.panes_late = Counter(
-            "appraise_panes_late",
-            "Pane partials counted in a window whose end had passed (within the lateness).",
-            w,
-            registry=r,
-        )
-        self.panes_dropped = Counter(
-            "appraise_panes_dropped",
-            "Pane partials not counted in a window because it had closed (beyond lateness).",
-            w,
-            registry=r,
-        )
-        self.windows_closed = Counter(
-            "appraise_windows_closed", "Windows closed and published.", w, registry=r
-        )
-        self.sales_joined = Counter(
-            "appraise_sales_joined", "Sale events joined to their prediction.", registry=r
-        )
-        self.sales_unmatched = Counter(
-            "appraise_sales_unmatched",
-            "Sale events that found no prediction (none yet, or older than the retention).",
-            registry=r,
-        )
-        self.predictions_stored = Counter(
-            "appraise_join_predictions",
-            "Predictions stored in the join table.",
-            registry=r,
-        )
-        self.consumer_lag = Gauge(
-            "appraise_consumer_lag_records",
-            "High watermark minus the next offset to process, per assigned partition.",
-            ["topic", "partition"],
-            registry=r,
-        )
-        self.watermark = Gauge(
-            "appraise_window_watermark_timestamp_seconds",
-            "Event-time watermark (latest pane start seen) per model version.",
-            [_V],
-            registry=r,
-        )
-        vw = ["window", _V]
-        self.window_events = Gauge(
-            "appraise_window_events", "Events in the last closed window.", vw, registry=r
-        )
-        self.window_end = Gauge(
-            "appraise_window_end_timestamp_seconds",
-            "Event-time end of the last closed window.",
-            vw,
-            registry=r,
-        )
-        self.quantile = Gauge(
-            "appraise_prediction_quantile_dollars",
-            "Quantile of the predicted prices in the last closed window (US dollars).",
-            ["window", "quantile", _V],
-            registry=r,
-        )
-        self.reference_quantile = Gauge(
-            "appraise_reference_prediction_quantile_dollars",
-            "The same quantile of the reference profile's predictions (US dollars).",
-            ["quantile", _V],
-            registry=r,
-        )
-        self.prediction_psi = Gauge(
-            "appraise_prediction_psi",
-            "PSI of the predictions against the reference.",
-            vw,
-            registry=r,
-        )
-        self.prediction_ks = Gauge(
-            "appraise_prediction_ks",
-            "Kolmogorov-Smirnov statistic of the predictions against the reference.",
-            vw,
-            registry=r,
-        )
-        fvw = ["window", "feature", _V]
-        self.feature_psi = Gauge(
-            "appraise_feature_psi", "PSI of a feature against the reference.", fvw, registry=r
-        )
-        self.feature_ks = Gauge(
-            "appraise_feature_ks",
-            "Kolmogorov-Smirnov statistic of a numeric feature against the reference.",
-            fvw,
-            registry=r,
-        )
-        self.feature_missing = Gauge(
-            "appraise_feature_missing_ratio", "Share of events missing a feature.", fvw, registry=r
-        )
-        self.feature_unseen = Gauge(
-            "appraise_feature_unseen_ratio",
-            "Share of a categorical feature's values the reference never saw.",
-            fvw,
-            registry=r,
-        )
-        self.drifting_share = Gauge(
-            "appraise_drifting_features_ratio",
-            "Share of features whose PSI is above the threshold.",
-            vw,
-            registry=r,
-        )
-        self.realised_mae = Gauge(
-            "appraise_realised_error_mae_dollars",
-            "Mean absolute error of joined sales in the last closed window (US dollars).",
-            vw,
-            registry=r,
-        )
-        self.realised_mape = Gauge(
-            "appraise_realised_error_mape_ratio",
-            "Mean absolute percentage error of joined sales in the last closed window.",
-            vw,
-            registry=r,
-        )
-        self.realised_sales = Gauge(
-            "appraise_realised_error_sales",
-            "Sales joined in the last closed window.",
-            vw,
-            registry=r,
-        )
+        self.panes = build.counter(names.PANES, r)
+        self.panes_invalid = build.counter(names.PANES_INVALID, r)
+        self.panes_late = build.counter(names.PANES_LATE, r)
+        self.panes_dropped = build.counter(names.PANES_DROPPED, r)
+        self.windows_closed = build.counter(names.WINDOWS_CLOSED, r)
+        self.sales_joined = build.counter(names.SALES_JOINED, r)
+        self.sales_unmatched = build.counter(names.SALES_UNMATCHED, r)
+        self.predictions_stored = build.counter(names.JOIN_PREDICTIONS, r)
+        self.consumer_lag = build.gauge(names.CONSUMER_LAG, r)
+        self.watermark = build.gauge(names.WATERMARK, r)
+        self.window_events = build.gauge(names.WINDOW_EVENTS, r)
+        self.window_end = build.gauge(names.WINDOW_END, r)
+        self.quantile = build.gauge(names.PREDICTION_QUANTILE, r)
+        self.reference_quantile = build.gauge(names.REFERENCE_QUANTILE, r)
+        self.prediction_psi = build.gauge(names.PREDICTION_PSI, r)
+        self.prediction_ks = build.gauge(names.PREDICTION_KS, r)
+        self.feature_psi = build.gauge(names.FEATURE_PSI, r)
+        self.feature_ks = build.gauge(names.FEATURE_KS, r)
+        self.feature_missing = build.gauge(names.FEATURE_MISSING, r)
+        self.feature_unseen = build.gauge(names.FEATURE_UNSEEN, r)
+        self.drifting_share = build.gauge(names.DRIFTING_SHARE, r)
+        self.realised_mae = build.gauge(names.REALISED_MAE, r)
+        self.realised_mape = build.gauge(names.REALISED_MAPE, r)
+        self.realised_sales = build.gauge(names.REALISED_SALES, r)
         for window in windows:
             for counter in (self.panes_late, self.panes_dropped, self.windows_closed):
                 counter.labels(window)
         if process_collectors:
-            ProcessCollector(registry=r)
-            PlatformCollector(registry=r)
-            GCCollector(registry=r)
+            build.process_collectors(r)
 
     # -- per model version ---------------------------------------------------------------------
 
@@ -224,7 +123,7 @@ class AggregateMetrics:
         self.window_events.labels(window, version).set(summary.events)
         self.window_end.labels(window, version).set(summary.window.end)
         for q, reference in summary.reference_quantiles.items():
-            self.reference_quantile.labels(f"{q:g}", version).set(reference)
+            self.reference_quantile.labels(quantile_key(q), version).set(reference)
         drift = summary.drift
         if drift is None or summary.quantiles is None:
             # Too few events: take the previous window's drift values away rather than let them
@@ -232,7 +131,7 @@ class AggregateMetrics:
             self._clear_drift(window, version)
             return
         for q, quantile in summary.quantiles.items():
-            self.quantile.labels(window, f"{q:g}", version).set(quantile)
+            self.quantile.labels(window, quantile_key(q), version).set(quantile)
         self.prediction_psi.labels(window, version).set(drift.prediction_psi)
         self.prediction_ks.labels(window, version).set(drift.prediction_ks)
         self.drifting_share.labels(window, version).set(drift.drifting_share)
@@ -246,7 +145,7 @@ class AggregateMetrics:
 
     def _clear_drift(self, window: str, version: str) -> None:
         for q in QUANTILES:
-            _remove(self.quantile, window, f"{q:g}", version)
+            _remove(self.quantile, window, quantile_key(q), version)
         for gauge in (self.prediction_psi, self.prediction_ks, self.drifting_share):
             _remove(gauge, window, version)
         for name in FEATURES:

@@ -1,32 +1,41 @@
 """What the app keeps per pane: the merged pane partials, and realised-error sums.
 
-Both follow the aggregate contract: empty state, fold a partial in, serialise. Each serialised
-form starts with its state key (format and sketch parameters), so state written with another
-sketch size or format is refused instead of misread.
+Both follow the aggregate contract: empty state, fold a partial in, serialise. The stored form
+is the app's own, versioned apart from the wire's pane record (``stream.contract.panes``): a new
+record format does not force a migration of the tables, and state written by an older version
+of the app is still read. Each stored form starts with its state key (format and sketch
+parameters), so state written with another sketch size or format is refused, not misread.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
-from consumers.panes import Pane, decode_pane, encode_pane
+from stream.contract.bundle import SketchBundle
+from stream.contract.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
+from stream.contract.panes import Pane, decode_pane
+from stream.contract.sketch import QuantileSketch, SketchError, state_key_for
 from stream.errors import DataError
-from stream.sketches import state_key_for
 
-PANE_STATE_FORMAT: Final = "appraise.pane-state/1"
+PANE_STATE_FORMAT: Final = "appraise.pane-state/2"
+#: The first stored form: state key, digests, then the wire's pane record, one a line.
+_PANE_STATE_V1: Final = "appraise.pane-state/1"
 ERROR_STATE_FORMAT: Final = "appraise.error-pane/1"
 # How many digests of merged partials a pane remembers: a pane gets one partial per scorer and
 # publish interval (about one a second each), so this covers minutes of redelivery.
 _MAX_DIGESTS: Final = 512
 
 
-def pane_state_key(k: int) -> str:
-    """State key of a stored pane, e.g. ``appraise.pane-state/1;kll_doubles:k=200``."""
-    return f"{PANE_STATE_FORMAT};{state_key_for(k)}"
+def pane_state_key(k: int, state_format: str = PANE_STATE_FORMAT) -> str:
+    """State key of a stored pane, e.g. ``appraise.pane-state/2;kll_doubles:k=200``."""
+    return f"{state_format};{state_key_for(k)}"
 
 
 def partial_digest(raw: bytes) -> str:
@@ -55,18 +64,60 @@ class PaneState:
         return True
 
     def to_text(self) -> str:
-        """State key, digests, then the pane record (``consumers.panes`` format), one a line."""
-        head = f"{pane_state_key(self.pane.k)}\n{','.join(self.digests)}\n"
-        return head + encode_pane(self.pane).decode()
+        """The state key on the first line, then the state as JSON."""
+        pane, sketches = self.pane, self.pane.sketches
+        body = {
+            "digests": self.digests,
+            "start": pane.start,
+            "seconds": pane.seconds,
+            "model_version": pane.model_version,
+            "events": sketches.events,
+            "prediction": _b64(sketches.prediction),
+            "features": {name: _b64(sketches.features[name]) for name in NUMERIC_FEATURES},
+            "missing": sketches.missing,
+            "categories": {n: dict(sketches.categories[n]) for n in CATEGORICAL_FEATURES},
+        }
+        return f"{pane_state_key(pane.k)}\n{orjson.dumps(body).decode()}"
 
     @classmethod
     def from_text(cls, text: str, k: int) -> PaneState:
-        """Rebuild :meth:`to_text` output written with sketch size ``k``; :class:`DataError`
-        if it was written with another size or format."""
-        key, digests, record = [*text.split("\n", 2), "", ""][:3]
+        """Rebuild :meth:`to_text` output (or the first stored form) written with sketch size
+        ``k``; :class:`DataError` if it was written with another size or format."""
+        key, _, rest = text.partition("\n")
+        if key == pane_state_key(k, _PANE_STATE_V1):
+            digests, _, record = rest.partition("\n")
+            return cls(decode_pane(record.encode(), k=k), [d for d in digests.split(",") if d])
         if key != pane_state_key(k):
             raise DataError(f"pane state {key[:60]!r}, expected {pane_state_key(k)!r}")
-        return cls(decode_pane(record.encode(), k=k), [d for d in digests.split(",") if d])
+        try:
+            return _state(orjson.loads(rest), k)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, SketchError) as exc:
+            raise DataError(f"not a pane state: {exc!r}") from exc
+
+
+def _b64(sketch: QuantileSketch) -> str:
+    return base64.b64encode(sketch.to_bytes()).decode("ascii")
+
+
+def _sketch(text: str, k: int) -> QuantileSketch:
+    try:
+        return QuantileSketch.from_bytes(base64.b64decode(text, validate=True), k)
+    except binascii.Error as exc:
+        raise DataError(f"a stored sketch is not base64: {exc}") from exc
+
+
+def _state(data: dict[str, Any], k: int) -> PaneState:
+    sketches = SketchBundle(k)
+    sketches.events = int(data["events"])
+    sketches.prediction = _sketch(data["prediction"], k)
+    sketches.features = {name: _sketch(data["features"][name], k) for name in NUMERIC_FEATURES}
+    sketches.missing = {name: int(data["missing"][name]) for name in FEATURES}
+    for name in CATEGORICAL_FEATURES:
+        sketches.categories[name] = Counter(
+            {str(c): int(n) for c, n in data["categories"][name].items()}
+        )
+    pane = Pane(float(data["start"]), float(data["seconds"]), str(data["model_version"]), sketches)
+    return PaneState(pane, [str(d) for d in data["digests"]])
 
 
 @dataclass

@@ -25,8 +25,8 @@ from typing import Final
 
 import orjson
 
+from stream.contract.times import unix_rfc3339
 from stream.errors import DataError
-from stream.events import unix_rfc3339
 from stream.settings import AggregateSettings
 
 #: Format of :meth:`Clock.to_json`; a different one is refused, not misread.

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
-import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from stream.kafka import end_offsets_via_highwater, make_consumer, make_producer
+from stream.kafka.clients import make_consumer, make_producer
+from stream.kafka.ranges import end_offsets_via_highwater
 from stream.settings import KafkaSettings, MetricsSettings, Settings, TopicSettings
 
 #: Large enough for the 2 MB malformed record.
@@ -44,7 +41,7 @@ class Topics:
     def env(
         self, kafka: KafkaSettings, model_dir: Path, group: str, **scorer: str
     ) -> dict[str, str]:
-        """Environment for ``python -m consumers`` with these topics."""
+        """Environment for ``appraise score`` with these topics; ``scorer`` settings as text."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("APPRAISE_")}
         env.update(
             APPRAISE_KAFKA__BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
@@ -119,60 +116,3 @@ async def committed(kafka: KafkaSettings, group: str, topic: str, partitions: in
     finally:
         await consumer.stop()
     return sum(o or 0 for o in offsets)
-
-
-@dataclass
-class ScorerProcess:
-    """``python -m consumers`` as a child process; its log lines are collected as they come."""
-
-    process: asyncio.subprocess.Process
-    lines: list[str] = field(default_factory=list)
-    _reader: asyncio.Task[None] | None = None
-
-    async def wait_for_line(self, needle: str, timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            for line in self.lines:
-                if needle in line:
-                    return line
-            if self.process.returncode is not None or time.monotonic() > deadline:
-                raise AssertionError(f"no log line with {needle!r}; log:\n" + "".join(self.lines))
-            await asyncio.sleep(0.05)
-
-    def signal(self, sig: signal.Signals) -> None:
-        self.process.send_signal(sig)
-
-    async def wait(self, timeout_s: float) -> int:
-        async with asyncio.timeout(timeout_s):
-            code = await self.process.wait()
-        if self._reader is not None:
-            await self._reader
-        return code
-
-
-@contextlib.asynccontextmanager
-async def scorer_process(env: Mapping[str, str]) -> AsyncIterator[ScorerProcess]:
-    """Start ``python -m consumers``; kill it on exit if it still runs."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "consumers",
-        env=dict(env),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    child = ScorerProcess(process)
-
-    async def collect() -> None:
-        assert process.stderr is not None
-        async for line in process.stderr:
-            child.lines.append(line.decode(errors="replace"))
-
-    child._reader = asyncio.create_task(collect())
-    try:
-        yield child
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        await child._reader

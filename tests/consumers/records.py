@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from stream.malformed import MALFORMATIONS
+from stream.contract.malformed import MALFORMATIONS
 
 START = datetime(2008, 5, 1, 12, tzinfo=UTC)
 NEIGHBOURHOODS = ("North_Ames", "College_Creek", "Old_Town", "Edwards", "Somerset", "Atlantis")

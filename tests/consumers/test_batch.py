@@ -13,20 +13,19 @@ import pytest
 
 from consumers.batch import score_batch
 from consumers.panes import PaneBook
-from stream.events import (
+from stream.contract.decoding import decode, decode_listing
+from stream.contract.events import PredictionEvent
+from stream.contract.features import FEATURES
+from stream.contract.malformed import MALFORMATIONS
+from stream.contract.reasons import (
     DLQ_DETAIL,
     DLQ_REASON,
     DLQ_SOURCE_OFFSET,
     DLQ_SOURCE_PARTITION,
     DLQ_SOURCE_TOPIC,
     DLQ_TIME,
-    PredictionEvent,
-    decode,
-    decode_listing,
 )
-from stream.features import FEATURES
-from stream.malformed import MALFORMATIONS
-from stream.model import LoadedModel
+from stream.model.predict import LoadedModel
 from tests.consumers.records import FakeRecord, invalid_value, listing, valid_value
 
 MAX_BYTES = 1_000_000
@@ -143,13 +142,13 @@ def test_predictions_and_features_fold_into_panes(model: LoadedModel) -> None:
     scored = score_batch(records, model, max_bytes=MAX_BYTES, panes=book, now=NOW)
     panes = book.drain()
     assert [p.events for p in panes] == [10, 10, 10, 5]  # one listing per second
-    assert sum(p.prediction.n for p in panes) == len(scored.predictions)
+    assert sum(p.sketches.prediction.n for p in panes) == len(scored.predictions)
     first = panes[0]
     assert first.start == datetime(2008, 5, 1, 12, tzinfo=UTC).timestamp()
-    assert first.missing["basement_area_sqft"] == 1  # listing 0: i % 17 == 0
-    assert first.missing["central_air"] == 1  # listing 0: i % 23 == 0
-    assert sum(first.categories["neighbourhood"].values()) == 10
-    assert first.features["living_area_sqft"].n == 10
+    assert first.sketches.missing["basement_area_sqft"] == 1  # listing 0: i % 17 == 0
+    assert first.sketches.missing["central_air"] == 1  # listing 0: i % 23 == 0
+    assert sum(first.sketches.categories["neighbourhood"].values()) == 10
+    assert first.sketches.features["living_area_sqft"].n == 10
     assert book.drain() == []
 
 

@@ -9,10 +9,12 @@ from typing import Any
 import orjson
 import pytest
 
-from consumers.decode import decode_batch, rfc3339
-from stream.events import InvalidEvent, decode_listing
-from stream.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from stream.malformed import MALFORMATIONS
+from consumers.decode import decode_batch
+from stream.contract.decoding import decode_listing
+from stream.contract.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from stream.contract.malformed import MALFORMATIONS
+from stream.contract.reasons import InvalidEvent
+from stream.contract.times import rfc3339
 from tests.consumers.records import listing
 
 MAX_BYTES = 1_000_000

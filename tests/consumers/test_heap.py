@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from contextlib import ExitStack
 
-from consumers.service import GC_YOUNG_THRESHOLD, scoring_heap
+from consumers.heap import GC_YOUNG_THRESHOLD, scoring_heap
 
 
 def test_the_heap_is_frozen_and_collections_rarer_then_restored() -> None:

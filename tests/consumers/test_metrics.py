@@ -6,8 +6,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
 from consumers.metrics import ScorerMetrics
-from consumers.settings import ScorerSettings
-from stream.events import REASONS
+from stream.contract.reasons import REASONS
+from stream.settings import ScorerSettings
 
 
 def test_series_exist_at_zero_from_the_start() -> None:

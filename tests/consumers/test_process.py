@@ -1,4 +1,4 @@
-"""The scorer as a real process (``python -m consumers``): SIGTERM drains, SIGKILL loses nothing."""
+"""The scorer as a real process (``appraise score``): SIGTERM drains, SIGKILL loses nothing."""
 
 from __future__ import annotations
 
@@ -13,23 +13,16 @@ from prometheus_client import CollectorRegistry
 
 from consumers.metrics import ScorerMetrics
 from consumers.scorer import Scorer
-from consumers.settings import ScorerSettings
-from stream.events import DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, PredictionEvent
-from stream.malformed import MALFORMATIONS
-from stream.model import LoadedModel
-from stream.settings import KafkaSettings
+from stream.contract.events import PredictionEvent
+from stream.contract.malformed import MALFORMATIONS
+from stream.contract.reasons import DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION
+from stream.model.predict import LoadedModel
+from stream.settings import KafkaSettings, ScorerSettings
 from tests.conftest import TopicFactory
-from tests.consumers.kafka_helpers import (
-    ScorerProcess,
-    Topics,
-    committed,
-    new_group,
-    publish,
-    read_all,
-    scorer_process,
-)
+from tests.consumers.kafka_helpers import Topics, committed, new_group, publish, read_all
 from tests.consumers.records import listing, valid_value
 from tests.http import http_get
+from tests.processes import AppraiseProcess, scorer_process
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -38,7 +31,7 @@ DRAIN_DEADLINE_S = 10.0
 _PREDICTIONS = re.compile(rb"^appraise_predictions_total\{[^}]*\} (\S+)$", re.MULTILINE)
 
 
-async def _predictions_so_far(child: ScorerProcess) -> float:
+async def _predictions_so_far(child: AppraiseProcess) -> float:
     line = await child.wait_for_line("metrics and health on ", 30)
     url = line.split("metrics and health on ")[1].split()[0]
     status, body = await http_get(f"{url}/metrics")
@@ -47,7 +40,7 @@ async def _predictions_so_far(child: ScorerProcess) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-async def _wait_until_scoring(child: ScorerProcess) -> None:
+async def _wait_until_scoring(child: AppraiseProcess) -> None:
     """Until the child has delivered some predictions (its own /metrics say so)."""
     await child.wait_for_line("partitions assigned", 30)
     deadline = time.monotonic() + 30
@@ -71,22 +64,14 @@ async def test_sigterm_drains_commits_and_leaves_no_duplicates(
     topics = Topics(*[await new_topic() for _ in range(4)])
     group, n = new_group(), 20_000
     await publish(kafka_settings, topics.listings, [(None, valid_value(i)) for i in range(n)])
-    env = topics.env(
-        kafka_settings,
-        model_dir,
-        group,
-        batch_size=str(BATCH),
-        drain_deadline_s=str(DRAIN_DEADLINE_S),
-    )
+    env = topics.env(kafka_settings, model_dir, group, batch_size=str(BATCH))
+    env["APPRAISE_SERVICE__DRAIN_DEADLINE_S"] = str(DRAIN_DEADLINE_S)
     async with scorer_process(env) as child:
         await _wait_until_scoring(child)
-        signalled = time.monotonic()
         child.signal(signal.SIGTERM)
         code = await child.wait(DRAIN_DEADLINE_S + 5)
-        took = time.monotonic() - signalled
     log = "".join(child.lines)
-    assert code == 0, log
-    assert took < DRAIN_DEADLINE_S, log
+    assert code == 0, log  # drained within the deadline (past it the code is 1)
     done = int(re.findall(r"scorer stopped: (\d+) events", log)[0])
     assert 0 < done < n, "SIGTERM came after the run, not during it"
     assert await committed(kafka_settings, group, topics.listings) == done

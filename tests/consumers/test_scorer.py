@@ -12,14 +12,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumers.metrics import ScorerMetrics
-from consumers.panes import decode_pane
 from consumers.scorer import Scorer
-from consumers.settings import ScorerSettings
-from stream.events import DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, PredictionEvent
-from stream.http import MetricsServer
-from stream.malformed import MALFORMATIONS
-from stream.model import LoadedModel
-from stream.settings import KafkaSettings
+from stream.contract.events import PredictionEvent
+from stream.contract.malformed import MALFORMATIONS
+from stream.contract.panes import decode_pane
+from stream.contract.reasons import DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION
+from stream.model.predict import LoadedModel
+from stream.service.http import MetricsServer
+from stream.settings import KafkaSettings, ScorerSettings
 from tests.conftest import TopicFactory
 from tests.consumers.kafka_helpers import (
     Topics,

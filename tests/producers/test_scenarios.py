@@ -23,9 +23,10 @@ from producers.scenarios import (
     parse_scenario,
 )
 from producers.sources import Draft, holdout_drafts
+from stream.contract.decoding import decode_listing
+from stream.contract.malformed import MALFORMATIONS
+from stream.contract.reasons import InvalidEvent
 from stream.errors import DataError
-from stream.events import InvalidEvent, decode_listing
-from stream.malformed import MALFORMATIONS
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

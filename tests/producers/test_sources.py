@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from producers.publish import encode
 from producers.sources import holdout_drafts, jsonl_drafts, read_lines
-from stream.events import decode_listing
+from stream.contract.decoding import decode_listing
 
 
 def test_the_holdout_stream_is_2008_to_2010_in_time_order_and_all_valid() -> None:

@@ -4,17 +4,16 @@ built with the scorer's own ``PaneBook``, so the tests speak the real pane contr
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from consumers.panes import PaneBook, encode_pane
-from stream import dataset
-from stream.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from stream.model import train
-from stream.profile import ReferenceProfile, build_profile
+from consumers.panes import PaneBook
+from stream.contract.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from stream.contract.panes import encode_pane
+from stream.model import dataset
+from stream.model.profile import ReferenceProfile, build_profile
 
 VERSION = "0123456789ab"
 
@@ -70,11 +69,3 @@ def make_panes() -> PaneMaker:
         return [encode_pane(pane) for pane in book.drain()]
 
     return make
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained on the bundled data into a temporary directory (about 7 s, once)."""
-    out = tmp_path_factory.mktemp("aggregate-model")
-    train(out)
-    return out

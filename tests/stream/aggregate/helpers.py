@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 from aiokafka import TopicPartition
 
-from stream.kafka import make_consumer, make_producer
+from stream.kafka.clients import make_consumer, make_producer
 from stream.settings import (
     AggregateSettings,
     KafkaSettings,
@@ -51,7 +51,7 @@ async def app_settings(
     return Settings(
         kafka=kafka,
         topics=topics,
-        metrics=MetricsSettings(scorer_port=0, stream_port=0),
+        metrics=MetricsSettings(scorer_port=0, aggregate_port=0),
         aggregate=AggregateSettings.model_validate({**TEST_WINDOWS, "app_id": app_id, **aggregate}),
         model_dir=model_dir,
     )

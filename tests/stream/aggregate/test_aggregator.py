@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from consumers.panes import PaneFormatError, decode_pane
 from stream.aggregate.aggregator import ErrorWindows, PaneWindows
 from stream.aggregate.state import PaneState
 from stream.aggregate.windows import window_specs
+from stream.contract.panes import PaneFormatError, decode_pane
+from stream.contract.times import unix_rfc3339
 from stream.errors import DataError
-from stream.events import unix_rfc3339
-from stream.profile import ReferenceProfile
+from stream.model.profile import ReferenceProfile
 from stream.settings import AggregateSettings
 from tests.stream.aggregate.conftest import PaneMaker
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import faust
 import pytest
 
-from stream.aggregate.app import faust_credentials, faust_settings
-from stream.kafka import consumer_kwargs
+from stream.aggregate.config import faust_credentials, faust_settings
+from stream.kafka.clients import consumer_kwargs
 from stream.settings import AggregateSettings, KafkaSettings, Settings, TopicSettings
 
 

@@ -16,14 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from consumers.metrics import ScorerMetrics
 from consumers.scorer import Scorer
-from consumers.settings import ScorerSettings
 from producers.scenarios import ScenarioStream, parse_scenario
 from producers.sources import Draft, holdout_drafts
 from stream.aggregate.app import AggregateApp
 from stream.aggregate.service import new_metrics
-from stream.events import unix_rfc3339 as rfc3339
-from stream.model import load_model
-from stream.settings import KafkaSettings
+from stream.contract.times import unix_rfc3339 as rfc3339
+from stream.model.load import load_model
+from stream.settings import KafkaSettings, ScorerSettings
 from tests.conftest import TopicFactory
 from tests.needs import until
 from tests.stream.aggregate.helpers import app_settings, publish, read_records

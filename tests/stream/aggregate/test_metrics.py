@@ -11,7 +11,7 @@ from stream.aggregate.metrics import AggregateMetrics
 from stream.aggregate.state import ErrorPane
 from stream.aggregate.summary import ErrorSummary, WindowAggregate, WindowSummary, summarise
 from stream.aggregate.windows import Window
-from stream.profile import ReferenceProfile
+from stream.model.profile import ReferenceProfile
 from tests.stream.aggregate.conftest import fold_rows
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from consumers.panes import decode_pane
 from stream.aggregate.join import Retention, StoredPrediction
 from stream.aggregate.state import ErrorPane, PaneState, pane_state_key, partial_digest
+from stream.contract.panes import FORMAT, decode_pane
 from stream.errors import DataError
 from tests.stream.aggregate.conftest import PaneMaker
 
@@ -23,9 +23,30 @@ def test_pane_state_round_trips_and_refuses_other_sketch_sizes(
     again = PaneState.from_text(text, 200)
     assert again.digests == state.digests
     assert again.pane.events == 20
-    assert again.pane.prediction.n == 20
-    with pytest.raises(DataError, match=r"expected 'appraise\.pane-state/1;kll_doubles:k=100'"):
+    assert again.pane.sketches.prediction.n == 20
+    with pytest.raises(DataError, match=r"expected 'appraise\.pane-state/2;kll_doubles:k=100'"):
         PaneState.from_text(text, 100)
+
+
+def test_stored_panes_have_a_format_of_their_own(
+    holdout: pd.DataFrame, make_panes: PaneMaker
+) -> None:
+    raw = make_panes(holdout.iloc[:20], np.zeros(20))[0]
+    text = PaneState(decode_pane(raw), [partial_digest(raw)]).to_text()
+    assert FORMAT not in text  # the wire's pane record may change without a state migration
+    assert PaneState.from_text(text, 200).pane.sketches.missing == decode_pane(raw).sketches.missing
+
+
+def test_state_stored_by_the_first_version_is_still_read(
+    holdout: pd.DataFrame, make_panes: PaneMaker
+) -> None:
+    raw = make_panes(holdout.iloc[:20], np.zeros(20))[0]
+    # The first stored form: state key, digests, then the pane record, one a line.
+    text = f"appraise.pane-state/1;kll_doubles:k=200\nabc,def\n{raw.decode()}"
+    state = PaneState.from_text(text, 200)
+    assert state.digests == ["abc", "def"]
+    assert state.pane.events == 20
+    assert state.pane.key == decode_pane(raw).key
 
 
 def test_error_pane_sums_merge() -> None:

@@ -11,13 +11,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from consumers.panes import PaneBook, decode_pane
-from stream.aggregate.summary import MAX_CATEGORIES, OTHER, QUANTILES, WindowAggregate, summarise
+from consumers.panes import PaneBook
+from stream.aggregate.summary import MAX_CATEGORIES, OTHER, WindowAggregate, summarise
 from stream.aggregate.windows import Window
-from stream.drift import UNSEEN, ks_from_sketches, psi, psi_from_sketches
-from stream.features import FEATURES, NUMERIC_FEATURES
-from stream.profile import ReferenceProfile, decile_edges
-from stream.sketches import QuantileSketch
+from stream.contract.features import FEATURES, NUMERIC_FEATURES
+from stream.contract.panes import decode_pane
+from stream.contract.sketch import QuantileSketch
+from stream.contract.windows import QUANTILES
+from stream.model.profile import ReferenceProfile, decile_edges
+from stream.stats.drift import UNSEEN, ks_from_sketches, psi, psi_from_sketches
 from tests.stream.aggregate.conftest import VERSION, PaneMaker, fold_rows
 
 WINDOW = Window(60.0, "1m", 0.0, VERSION)
@@ -43,13 +45,18 @@ def test_window_aggregate_merges_every_pane(holdout: pd.DataFrame, make_panes: P
     aggregate = WindowAggregate.of(panes, k=200)
     assert aggregate.events == 600
     assert aggregate.panes == 6
-    assert aggregate.prediction.n == 600
+    assert aggregate.sketches.prediction.n == 600
     for name in FEATURES:
-        assert aggregate.missing[name] == int(rows[name].isna().sum()), name
-    assert sum(aggregate.categories["neighbourhood"].values()) == rows["neighbourhood"].count()
+        assert aggregate.sketches.missing[name] == int(rows[name].isna().sum()), name
+    assert (
+        sum(aggregate.sketches.categories["neighbourhood"].values())
+        == rows["neighbourhood"].count()
+    )
     whole = QuantileSketch.of(rows["sale_price"].to_numpy(dtype=np.float64))
-    error = whole.rank_error + aggregate.prediction.rank_error
-    for rank, value in zip(QUANTILES, aggregate.prediction.quantiles(QUANTILES), strict=True):
+    error = whole.rank_error + aggregate.sketches.prediction.rank_error
+    for rank, value in zip(
+        QUANTILES, aggregate.sketches.prediction.quantiles(QUANTILES), strict=True
+    ):
         true_rank = whole.cdf([value], inclusive=True)[0]
         assert abs(true_rank - rank) <= error
 

@@ -1,0 +1,1 @@
+"""The `appraise` command line: one module per group of commands, wired in `main`."""

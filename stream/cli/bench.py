@@ -1,0 +1,122 @@
+"""``appraise bench``: the scorer and the aggregation benchmarks, alone or together."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+
+from stream.bench.aggregate import bench_aggregate
+from stream.bench.aggregate import format_result as format_aggregate
+from stream.bench.scorer import bench_scorer
+from stream.bench.scorer import format_result as format_scorer
+from stream.cli.app import err, out
+from stream.kafka.broker import EmbeddedBroker
+from stream.kafka.topics import topic_specs
+from stream.model.card import CARD_FILE
+from stream.model.train import train
+from stream.settings import Settings, load_settings
+
+_T = TypeVar("_T")
+
+EventsOption = Annotated[
+    int, typer.Option(min=1_000, metavar="N", help="listing events to publish")
+]
+EmbeddedOption = Annotated[
+    bool, typer.Option(help="run on a fresh embedded broker instead of the configured one")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
+
+def bench_all(
+    ctx: typer.Context,
+    events: EventsOption = 200_000,
+    embedded: EmbeddedOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the scorer and the aggregation benchmarks and print one report, ratios first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = load_settings()
+
+    async def run(here: Settings) -> tuple[Any, Any]:
+        scored = await bench_scorer(here, here.scorer, events=events, progress=err.print)
+        aggregated = await bench_aggregate(here, here.scorer, events=events, progress=err.print)
+        return scored, aggregated
+
+    scored, aggregated = asyncio.run(_on_broker(settings, embedded, run))
+    if as_json:
+        both = {
+            "scorer": orjson.loads(scored.to_json()),
+            "aggregate": orjson.loads(aggregated.to_json()),
+        }
+        sys.stdout.write(orjson.dumps(both, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    out.print(
+        f"ratios: scorer/pipe {scored.ratio_to_pipe:.2f} (target ≥ 0.5), "
+        f"scorer/per-event {scored.speedup_vs_per_event:,.0f}x (≥ 50), "
+        f"aggregation/scorer {aggregated.ratio_to_scorer:,.1f} (≥ 1.0)\n",
+        markup=False,
+    )
+    out.print(format_scorer(scored, settings.scorer), markup=False)
+    out.print(format_aggregate(aggregated), markup=False)
+
+
+def bench_scorer_cmd(
+    events: EventsOption = 200_000,
+    rate: Annotated[
+        float,
+        typer.Option(metavar="RATE", min=1, help="offered events/s of the lag run"),
+    ] = 5_000.0,
+    embedded: EmbeddedOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The scorer against the raw pipe and a per-event price service, on the same broker."""
+    settings = load_settings()
+
+    async def run(here: Settings) -> Any:
+        return await bench_scorer(here, here.scorer, events=events, rate=rate, progress=err.print)
+
+    result = asyncio.run(_on_broker(settings, embedded, run))
+    out.print(
+        result.to_json().decode() if as_json else format_scorer(result, settings.scorer),
+        markup=False,
+    )
+
+
+def bench_aggregate_cmd(
+    events: EventsOption = 200_000,
+    join_events: Annotated[
+        int, typer.Option(metavar="N", min=100, help="sales sent through the join")
+    ] = 5_000,
+    embedded: EmbeddedOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The stream app's aggregation against the scorer's rate, measured in the same run."""
+    settings = load_settings()
+
+    async def run(here: Settings) -> Any:
+        return await bench_aggregate(
+            here, here.scorer, events=events, join_events=join_events, progress=err.print
+        )
+
+    result = asyncio.run(_on_broker(settings, embedded, run))
+    out.print(result.to_json().decode() if as_json else format_aggregate(result), markup=False)
+
+
+async def _on_broker(
+    settings: Settings, embedded: bool, run: Callable[[Settings], Awaitable[_T]]
+) -> _T:
+    """Run ``run`` on the configured broker, or on a fresh embedded one; train a model first
+    if the model directory has none."""
+    if not (settings.model_dir / CARD_FILE).is_file():
+        err.print(f"no model in {settings.model_dir}: training one")
+        await asyncio.to_thread(train, settings.model_dir)
+    if not embedded:
+        return await run(settings)
+    async with EmbeddedBroker(port=0, topics=topic_specs(settings)) as broker:
+        return await run(settings.model_copy(update={"kafka": broker.kafka}))

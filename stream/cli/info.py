@@ -1,0 +1,27 @@
+"""``appraise schema`` and ``appraise settings``: the contract and the settings in force."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import orjson
+import typer
+
+from stream.contract.events import EVENT_TYPES, json_schema
+from stream.settings import load_settings
+
+
+def schema(
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="listing, prediction or sale")],
+) -> None:
+    """Print the JSON Schema of an event, for teams that publish without reading Python."""
+    if kind not in EVENT_TYPES:
+        raise typer.BadParameter(f"{kind!r}: expected one of {', '.join(EVENT_TYPES)}")
+    sys.stdout.write(orjson.dumps(json_schema(kind), option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def show_settings() -> None:
+    """Print the settings in force (from APPRAISE_* variables and defaults; secrets hidden)."""
+    settings = load_settings()
+    sys.stdout.write(settings.model_dump_json(indent=2) + "\n")

@@ -1,0 +1,56 @@
+"""``appraise report``: the newest windows on the windows topic as report.json and report.html."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stream.aggregate.windows import window_specs
+from stream.cli.app import out
+from stream.contract.times import compact_stamp, now_rfc3339
+from stream.report.read import load_report
+from stream.report.write import write_report
+from stream.settings import load_settings
+
+
+def report(
+    windows: Annotated[
+        int, typer.Option(metavar="N", min=1, help="how many of the newest windows")
+    ] = 30,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KIND", help="which window kind, e.g. 1m or 5m [default: the tumbling one]"
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", metavar="DIR", help="directory to write to [default: reports/<UTC time>]"
+        ),
+    ] = None,
+    json_only: Annotated[bool, typer.Option("--json-only", help="write report.json only")] = False,
+) -> None:
+    """Write an HTML report (report.html, plots inline) and report.json of the newest windows on
+    the windows topic: reference vs current distributions, PSI/KS per feature, prediction
+    quantiles, drift share and realised error, as the stream app computed them."""
+    settings = load_settings()
+    name = window or window_specs(settings.aggregate)[0].name
+    target = out_dir or Path("reports") / compact_stamp()
+    built = asyncio.run(
+        load_report(
+            settings.kafka,
+            settings.topics.windows,
+            window=name,
+            last=windows,
+            psi_threshold=settings.aggregate.psi_threshold,
+            generated=now_rfc3339(),
+            broker_wait_s=settings.service.broker_wait_s,
+        )
+    )
+    for path in write_report(built, target, html_page=not json_only):
+        out.print(str(path), markup=False)
+    out.print(built.summary_line(), markup=False)

@@ -1,0 +1,179 @@
+"""``appraise broker``, ``score``, ``aggregate`` and ``up``: the services, alone or together."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from consumers.service import ScorerService
+from producers.scenarios import parse_scenario
+from stream.aggregate.service import AggregateService
+from stream.cli.app import configure_logging, out, run_until_signal
+from stream.kafka.broker import EmbeddedBroker
+from stream.ops.profiles import profile_named
+from stream.ops.up import UpOptions, run_up
+from stream.service.http import MetricsServer
+from stream.service.runtime import run_service
+from stream.settings import Settings, load_settings
+
+
+def broker(
+    port: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PORT",
+            help="listen port [default: APPRAISE_BROKER__PORT, 9092]",
+        ),
+    ] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="write the broker's own log here"),
+    ] = None,
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory only) with the project's topics.
+
+    Stops on Ctrl-C. Everything it holds is gone when it stops.
+    """
+    settings = load_settings()
+
+    async def serve(stopping: asyncio.Event) -> None:
+        chosen = settings if port is None else _with_broker_port(settings, port)
+        embedded = EmbeddedBroker.from_settings(chosen, log_path=log)
+        async with embedded:
+            topics = ", ".join(f"{t}({settings.topics.partitions})" for t in settings.topics.all())
+            out.print(
+                f"broker ready on {embedded.bootstrap_servers} "
+                f"(Tansu {embedded.version}, memory only); topics: {topics}. Ctrl-C stops it."
+            )
+            await stopping.wait()
+        out.print("broker stopped")
+
+    run_until_signal(serve)
+
+
+def up(
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            metavar="RATE",
+            min=0.1,
+            help="listings per second [default: the profile's, 20 or 50]",
+        ),
+    ] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME:KEY=VALUE,...",
+            help="a drift scenario for the producer, e.g. scale:feature=living_area_sqft,"
+            "factor=1.6,after_s=60 (see appraise produce --list-scenarios); repeatable",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(metavar="N", help="seed of the scenarios")] = 0,
+    profile: Annotated[
+        str,
+        typer.Option(
+            metavar="default|demo",
+            help="time scales: 'default' (1 and 5 min windows, alerts after minutes) or 'demo' "
+            "(10 and 30 s windows, rule durations / 10: a drift alert within about a minute)",
+        ),
+    ] = "default",
+    bootstrap_servers: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT,...",
+            help="use this Kafka cluster instead of starting the embedded broker",
+        ),
+    ] = None,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="use this Prometheus (which scrapes the scorer and stream app itself) instead "
+            "of starting Prometheus and Alertmanager",
+        ),
+    ] = None,
+    monitoring: Annotated[
+        bool, typer.Option(help="run Prometheus, Alertmanager and the alert webhook receiver")
+    ] = True,
+    live: Annotated[
+        bool, typer.Option(help="show the live view (off a terminal: a status line every 10 s)")
+    ] = True,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="where logs, configs and alerts.jsonl go [default: runs/<UTC time>]",
+        ),
+    ] = None,
+) -> None:
+    """Run appraise on this machine: broker, model, scorer, stream app, Prometheus, Alertmanager,
+    an alert webhook receiver and a producer, with a live view, until Ctrl-C (or SIGTERM, or
+    SIGHUP when the terminal closes)."""
+    for text in scenario or []:
+        parse_scenario(text)  # a bad scenario stops here, before anything starts
+    chosen = profile_named(profile)
+    settings = load_settings()
+    options = UpOptions(
+        rate=rate,
+        scenarios=tuple(scenario or ()),
+        seed=seed,
+        bootstrap_servers=bootstrap_servers,
+        prometheus_url=prometheus_url.rstrip("/") if prometheus_url else None,
+        monitoring=monitoring,
+        profile=chosen,
+        live=live,
+    )
+    if run_dir is not None:
+        options = dataclasses.replace(options, run_dir=run_dir)
+
+    async def run(stopping: asyncio.Event) -> None:
+        await run_up(
+            settings, options, stopping, lambda line: out.print(line, markup=False), console=out
+        )
+        out.print("stopped")
+
+    run_until_signal(run)
+
+
+def score() -> None:
+    """Run the scorer: consume listings, publish predictions, dead letters and pane partials.
+
+    Metrics and health on APPRAISE_METRICS__HOST:APPRAISE_METRICS__SCORER_PORT (/metrics,
+    /healthz, /readyz). SIGTERM, SIGHUP or Ctrl-C drains within
+    APPRAISE_SERVICE__DRAIN_DEADLINE_S: the batch in hand is finished, delivered and committed;
+    a second signal exits at once. Exit codes: 0 drained, 1 past the deadline, 2 bad settings or
+    model, 3 no broker, 130 second signal.
+    """
+    configure_logging()
+    settings = load_settings()
+    raise SystemExit(asyncio.run(run_service(ScorerService(settings), settings)))
+
+
+def aggregate() -> None:
+    """Run the stream app: pane partials into event-time windows of quantiles and drift, sale
+    labels into realised error.
+
+    Metrics and health on APPRAISE_METRICS__HOST:APPRAISE_METRICS__AGGREGATE_PORT (9401). Stops,
+    drains and exits as `appraise score` does, with the same exit codes.
+    """
+    configure_logging()
+    settings = load_settings()
+    service = AggregateService(settings)
+
+    def ready(server: MetricsServer, _worker: object) -> None:
+        app = service.app
+        took = "" if app is None or app.ready_after_s is None else f" in {app.ready_after_s:.1f} s"
+        out.print(f"aggregate ready{took}; metrics on {server.url}/metrics")
+
+    raise SystemExit(asyncio.run(run_service(service, settings, on_ready=ready)))
+
+
+def _with_broker_port(settings: Settings, port: int) -> Settings:
+    """The settings with the embedded broker, and the clients, on ``port``."""
+    broker = settings.broker.model_copy(update={"port": port})
+    kafka = settings.kafka.model_copy(update={"bootstrap_servers": f"{broker.host}:{port}"})
+    return settings.model_copy(update={"broker": broker, "kafka": kafka})

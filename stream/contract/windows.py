@@ -1,0 +1,156 @@
+"""The window records on ``prediction-windows``: one per closed window, written by the stream app
+and read by anyone (``appraise report``, a history sink, a notebook) through one typed reader.
+
+Two kinds share the window's identity (``window`` kind such as ``1m``, ``start`` and ``end`` in
+RFC 3339 UTC, ``model_version``) and the format ``appraise.window/1``:
+
+``drift``
+    events and panes counted, the prediction quantiles against the reference's, and, when the
+    window had at least ``min_events`` events, PSI/KS per feature, missing and unseen rates, the
+    drifting features and their share, and the bin shares each PSI was computed from.
+``realised_error``
+    sales joined to their predictions by sale time: how many, MAE (US dollars), MAPE (fraction).
+
+Key: ``<kind>/<window>/<start>/<model version>``. A statistic that does not apply (KS of a
+categorical feature) or could not be computed is ``null``. Readers ignore fields they do not
+know, so a writer may add fields without a new format.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final, Literal
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from stream.contract.times import rfc3339
+
+#: Format of every record on ``prediction-windows``.
+RECORD_FORMAT: Final = "appraise.window/1"
+#: Prediction quantiles a drift record reports (p10, p50, p90, p99), keyed as ``"0.1"`` etc.
+QUANTILES: Final = (0.1, 0.5, 0.9, 0.99)
+
+Kind = Literal["drift", "realised_error"]
+
+
+def quantile_key(q: float) -> str:
+    """How a quantile is keyed in a record and labelled on a gauge: ``0.5`` -> ``"0.5"``."""
+    return f"{q:g}"
+
+
+def record_key(kind: Kind, window: str, start: datetime, model_version: str) -> bytes:
+    """The record key: ``<kind>/<window>/<start>/<model version>``."""
+    return f"{kind}/{window}/{rfc3339(start)}/{model_version}".encode()
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class FeatureStats(_Part):
+    """One feature's statistics in one window."""
+
+    psi: float | None
+    ks: float | None = Field(description="null for a categorical feature")
+    missing_rate: float | None
+    unseen_rate: float | None = Field(description="null for a numeric feature")
+
+
+class PredictionStats(_Part):
+    """The predictions' statistics in one window."""
+
+    psi: float | None
+    ks: float | None
+
+
+class Distribution(_Part):
+    """The reference's and the window's shares over the bins PSI compared (for plots).
+
+    Numeric: ``edges`` are the reference's bin edges, bins ``(-inf, e0), [e0, e1), ...,
+    [e_last, +inf)``. Categorical: ``categories`` name the bins, most frequent first, with
+    ``<unseen>`` for categories the reference never saw and ``<other>`` last for the rest.
+    ``current`` is null when the window had no value.
+    """
+
+    edges: list[float] | None = None
+    categories: list[str] | None = None
+    reference: list[float]
+    current: list[float] | None
+
+
+class Distributions(_Part):
+    """The shares behind the prediction's and each feature's PSI."""
+
+    prediction: Distribution
+    features: dict[str, Distribution]
+
+
+class _Window(_Part):
+    format: Literal["appraise.window/1"] = RECORD_FORMAT
+    kind: Kind
+    window: str = Field(min_length=1, description="window kind, e.g. 1m or 5m")
+    start: AwareDatetime
+    end: AwareDatetime
+    model_version: str = Field(min_length=1)
+
+    @property
+    def key(self) -> bytes:
+        """The record key on ``prediction-windows``."""
+        return record_key(self.kind, self.window, self.start, self.model_version)
+
+    def to_bytes(self) -> bytes:
+        """The record value: compact JSON, times as RFC 3339 UTC with ``Z``."""
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+class DriftRecord(_Window):
+    """A closed window's counts, quantiles and drift. Every drift field is null when the window
+    had fewer than ``min_events`` events."""
+
+    kind: Literal["drift"] = "drift"
+    reference_model_version: str
+    events: int = Field(ge=0)
+    panes: int = Field(ge=0)
+    min_events: int = Field(ge=0)
+    quantiles: dict[str, float] | None = Field(description="US dollars, keyed '0.1' ... '0.99'")
+    reference_quantiles: dict[str, float]
+    prediction: PredictionStats | None
+    features: dict[str, FeatureStats] | None
+    drifting_features: list[str] | None
+    drifting_share: float | None = Field(description="share of the features drifting, 0..1")
+    distributions: Distributions | None
+
+    @property
+    def has_drift(self) -> bool:
+        """Whether the window had enough events for drift values."""
+        return self.features is not None
+
+
+class ErrorRecord(_Window):
+    """Realised error of the sales of a closed window of sale time."""
+
+    kind: Literal["realised_error"] = "realised_error"
+    sales: int = Field(ge=0)
+    mae_dollars: float | None = Field(description="mean absolute error, US dollars")
+    mape: float | None = Field(description="mean absolute percentage error, a fraction")
+
+
+WindowRecord = Annotated[DriftRecord | ErrorRecord, Field(discriminator="kind")]
+
+
+class _Envelope(BaseModel):
+    record: WindowRecord
+
+
+def read_window_record(value: bytes | None) -> DriftRecord | ErrorRecord | None:
+    """The typed record in ``value``, or None when it is not a window record of this format."""
+    if not value:
+        return None
+    try:
+        data = orjson.loads(value)
+        if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
+            return None
+        return _Envelope.model_validate({"record": data}).record
+    except (orjson.JSONDecodeError, ValidationError):
+        return None

@@ -1,0 +1,1 @@
+"""Kafka: the clients and their settings, topics, reading ranges, and the embedded broker."""

@@ -1,0 +1,154 @@
+"""What the metric pages say at one moment: :class:`Snapshot` reads the parsed ``/metrics`` pages
+of the scorer and the stream app (aggregate) by the catalogue's names, with one
+:class:`WindowState` per closed window kind and model version; :func:`latest_window` picks the
+window the view shows and :func:`worst_features` its most drifting features. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client.metrics_core import Metric
+
+from stream.contract import metrics as names
+
+#: Worst-drifting features shown.
+TOP_FEATURES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """The stream app's gauges of the last closed window of one kind and model version."""
+
+    window: str
+    model_version: str
+    end: float | None = None  # Unix seconds (event time)
+    events: float | None = None
+    quantiles: Mapping[str, float] = field(default_factory=dict)  # "0.5" -> US dollars
+    reference: Mapping[str, float] = field(default_factory=dict)  # same quantiles, reference
+    prediction_psi: float | None = None
+    drifting_share: float | None = None  # 0..1
+    feature_psi: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the two metric pages said at one moment (``None``/empty where a page was down)."""
+
+    scorer_up: bool = False
+    aggregate_up: bool = False
+    model_version: str | None = None
+    events_consumed: float | None = None
+    predictions: float | None = None  # summed over model versions
+    dead_letters: Mapping[str, float] = field(default_factory=dict)  # reason -> total
+    event_lag_buckets: tuple[tuple[float, float], ...] = ()  # (upper bound s, cumulative count)
+    consumer_lag: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (who, topic)
+    windows: tuple[WindowState, ...] = ()
+
+    @classmethod
+    def from_families(
+        cls, scorer: Iterable[Metric] | None, aggregate: Iterable[Metric] | None
+    ) -> Snapshot:
+        """Read the families of each page: the scorer's and the stream app's (aggregate);
+        ``None``: that page did not answer."""
+        s = _samples(scorer or ())
+        a = _samples(aggregate or ())
+        predictions = s.get(names.PREDICTIONS.name)
+        lag: dict[tuple[str, str], float] = defaultdict(float)
+        for who, samples in (("scorer", s), ("aggregate", a)):
+            for labels, value in samples.get(names.CONSUMER_LAG.name, ()):
+                lag[who, labels.get("topic", "?")] += value
+        buckets = sorted(
+            (float(labels["le"]), value)
+            for labels, value in s.get(names.EVENT_LAG.name + "_bucket", ())
+            if "le" in labels
+        )
+        return cls(
+            scorer_up=scorer is not None,
+            aggregate_up=aggregate is not None,
+            model_version=next(
+                (lb["version"] for lb, _ in s.get(names.MODEL_INFO.name, ()) if "version" in lb),
+                None,
+            ),
+            events_consumed=_single(s, names.EVENTS_CONSUMED.name),
+            predictions=None if predictions is None else sum(v for _, v in predictions),
+            dead_letters={
+                labels.get("reason", "?"): value
+                for labels, value in s.get(names.SCORING_ERRORS.name, ())
+            },
+            event_lag_buckets=tuple(buckets),
+            consumer_lag=dict(lag),
+            windows=_windows(a),
+        )
+
+
+_Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def _samples(families: Iterable[Metric]) -> _Samples:
+    out: _Samples = defaultdict(list)
+    for family in families:
+        for sample in family.samples:
+            if sample.name.startswith("appraise_"):
+                out[sample.name].append((sample.labels, sample.value))
+    return out
+
+
+def _single(samples: _Samples, name: str) -> float | None:
+    found = samples.get(name)
+    return None if not found else found[0][1]
+
+
+def _windows(samples: _Samples) -> tuple[WindowState, ...]:
+    def key(labels: Mapping[str, str]) -> tuple[str, str]:
+        return labels.get("window", ""), labels.get("model_version", "")
+
+    def scalar(name: str) -> dict[tuple[str, str], float]:
+        return {key(labels): value for labels, value in samples.get(name, ())}
+
+    def keyed(name: str, label: str) -> dict[tuple[str, str], dict[str, float]]:
+        out: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        for labels, value in samples.get(name, ()):
+            out[key(labels)][labels.get(label, "")] = value
+        return out
+
+    events = scalar(names.WINDOW_EVENTS.name)
+    end = scalar(names.WINDOW_END.name)
+    psi = scalar(names.PREDICTION_PSI.name)
+    share = scalar(names.DRIFTING_SHARE.name)
+    quantiles = keyed(names.PREDICTION_QUANTILE.name, "quantile")
+    features = keyed(names.FEATURE_PSI.name, "feature")
+    reference: dict[str, dict[str, float]] = defaultdict(dict)
+    for labels, value in samples.get(names.REFERENCE_QUANTILE.name, ()):
+        reference[labels.get("model_version", "")][labels.get("quantile", "")] = value
+    return tuple(
+        WindowState(
+            window=k[0],
+            model_version=k[1],
+            end=end.get(k),
+            events=events.get(k),
+            quantiles=quantiles.get(k, {}),
+            reference=reference.get(k[1], {}),
+            prediction_psi=psi.get(k),
+            drifting_share=share.get(k),
+            feature_psi=features.get(k, {}),
+        )
+        for k in sorted({*events, *end, *quantiles, *features})
+    )
+
+
+def latest_window(snapshot: Snapshot) -> WindowState | None:
+    """The last closed window: the latest end among those with quantiles (else among all); on a
+    tie (a 1 m tumbling and a 5 m hopping window close together) the one with more events."""
+    candidates = [w for w in snapshot.windows if w.quantiles] or list(snapshot.windows)
+    if not candidates:
+        return None
+    return max(candidates, key=lambda w: (w.end or -math.inf, w.events or 0.0, w.window))
+
+
+def worst_features(window: WindowState, n: int = TOP_FEATURES) -> list[tuple[str, float]]:
+    """The ``n`` features with the highest PSI, highest first (ties by name)."""
+    return sorted(window.feature_psi.items(), key=lambda item: (-item[1], item[0]))[:n]

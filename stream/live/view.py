@@ -1,0 +1,208 @@
+"""The live view itself: a :class:`View` is everything one refresh shows (snapshot, rates,
+alerts, notifications, URLs and what is down); :func:`render` draws it as two columns of small
+``rich`` tables for a terminal, :func:`plain_line` as one status line for logs, CI and tests.
+Pure: the refreshing is in :mod:`stream.live.run`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from stream.live.alerts import Alert
+from stream.live.rates import RECENT_S, Rates
+from stream.live.snapshot import Snapshot, latest_window, worst_features
+from stream.settings import AggregateSettings
+
+#: The stream app's default ``psi_threshold`` (``appraise up`` passes the one in force).
+DEFAULT_PSI_THRESHOLD: float = float(AggregateSettings.model_fields["psi_threshold"].default)
+#: Alert notifications shown (the newest).
+SHOWN_NOTIFICATIONS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """Everything one refresh shows."""
+
+    at: datetime  # wall clock of the refresh
+    snapshot: Snapshot
+    rates: Rates | None = None  # over the last refresh interval; None on the first
+    recent: Rates | None = None  # over up to the last RECENT_S seconds
+    alerts: tuple[Alert, ...] | None = None  # None: no alert source configured, or it is down
+    alerts_configured: bool = False
+    notifications: tuple[str, ...] = ()
+    urls: Mapping[str, str] = field(default_factory=dict)
+    down: Mapping[str, str] = field(default_factory=dict)  # source -> why
+    psi_threshold: float = DEFAULT_PSI_THRESHOLD
+
+
+def plain_line(view: View) -> str:
+    """One status line, e.g. ``12:00:05 in 49.8/s out 49.8/s dlq 0.0/s lag p99 0.21 s | pred p50
+    $172k (ref $165k) | worst psi living_area_sqft 0.03 | alerts: none``."""
+    r = view.rates or Rates(1.0)
+    parts = [
+        f"{view.at:%H:%M:%S} in {_rate(r.events_in)} out {_rate(r.predictions_out)} "
+        f"dlq {_rate(r.dead_letters)} lag p99 {_duration(r.lag_p99_s)}"
+    ]
+    window = latest_window(view.snapshot)
+    if window is not None and "0.5" in window.quantiles:
+        parts.append(
+            f"pred p50 {_dollars(window.quantiles['0.5'])} "
+            f"(ref {_dollars(window.reference.get('0.5'))})"
+        )
+    elif view.snapshot.aggregate_up:
+        parts.append("pred: no window closed yet")
+    if window is not None and window.feature_psi:
+        name, psi = worst_features(window, 1)[0]
+        drifting = f", drifting {window.drifting_share:.0%}" if window.drifting_share else ""
+        parts.append(f"worst psi {name} {psi:.2f}{drifting}")
+    if view.alerts_configured:
+        parts.append(f"alerts: {_alert_summary(view.alerts)}")
+    if view.down:
+        parts.append("down: " + ", ".join(f"{k} ({v})" for k, v in view.down.items()))
+    return " | ".join(parts)
+
+
+def _alert_summary(alerts: Sequence[Alert] | None) -> str:
+    if alerts is None:
+        return "?"
+    if not alerts:
+        return "none"
+    counts: dict[tuple[str, str], int] = {}
+    for alert in alerts:
+        counts[alert.name, alert.state] = counts.get((alert.name, alert.state), 0) + 1
+    return ", ".join(
+        f"{name} {state}" + (f" x{n}" if n > 1 else "") for (name, state), n in counts.items()
+    )
+
+
+def render(view: View) -> RenderableType:
+    """The terminal view: two columns of small tables."""
+    snap, r = view.snapshot, view.rates or Rates(1.0)
+    title = Text(f"appraise up  {view.at:%H:%M:%S}", style="bold")
+    if snap.model_version:
+        title.append(f"  model {snap.model_version}", style="dim")
+
+    flow = _table("throughput")
+    flow.add_row("events in", _rate(r.events_in))
+    flow.add_row("predictions out", _rate(r.predictions_out))
+    flow.add_row("dead letters", _rate(r.dead_letters))
+    flow.add_row("event lag p50 / p99", f"{_duration(r.lag_p50_s)} / {_duration(r.lag_p99_s)}")
+    # One row per service (the stream app has faust's internal topics too): the sum, and the
+    # topic that lags most.
+    by_service: dict[str, list[tuple[float, str]]] = {}
+    for (who, topic), records in snap.consumer_lag.items():
+        by_service.setdefault(who, []).append((records, topic))
+    for who, lags in sorted(by_service.items()):
+        records, topic = max(lags)
+        most = f", most on {topic}" if len(lags) > 1 and records > 0 else ""
+        flow.add_row(f"consumer lag ({who})", f"{sum(r for r, _ in lags):,.0f} records{most}")
+
+    window = latest_window(snap)
+    preds = _table("predictions", "quantile", "window", "reference", "shift")
+    if window is not None:
+        end = window.end
+        ended = f"{datetime.fromtimestamp(end):%H:%M:%S}" if end and math.isfinite(end) else "?"
+        preds.title = (
+            f"predictions: {window.window} window ended {ended}, "
+            f"{window.events or 0:,.0f} events ({window.model_version})"
+        )
+        for q, value in sorted(window.quantiles.items(), key=lambda kv: float(kv[0])):
+            ref = window.reference.get(q)
+            shift = "" if not ref else f"{value / ref - 1:+.1%}"
+            preds.add_row(f"p{float(q) * 100:g}", _dollars(value), _dollars(ref), shift)
+        if window.prediction_psi is not None:
+            preds.caption = f"prediction PSI {window.prediction_psi:.3f}"
+
+    share = None if window is None else window.drifting_share
+    drifting = "" if share is None else f", drifting {share:.0%}"
+    drift = _table(
+        f"worst features (PSI > {view.psi_threshold:g} drifts){drifting}", "feature", "PSI"
+    )
+    for name, psi in [] if window is None else worst_features(window):
+        drift.add_row(name, Text(f"{psi:.3f}", style="red" if psi > view.psi_threshold else ""))
+
+    dlq = _table(f"dead letters (total, last {RECENT_S:g} s)", "reason", "total", "recent")
+    recent = view.recent.dead_letters_by_reason if view.recent else {}
+    for reason, total in sorted(snap.dead_letters.items(), key=lambda kv: -kv[1]):
+        if total > 0:
+            dlq.add_row(reason, f"{total:,.0f}", f"{recent.get(reason, 0.0):,.0f}")
+    if snap.scorer_up and not any(snap.dead_letters.values()):
+        dlq.add_row("none", "", "")
+
+    alerts = _table("alerts", "alert", "state", "detail")
+    if not view.alerts_configured:
+        alerts.add_row("no Prometheus or Alertmanager configured", "", "")
+    elif view.alerts is None:
+        alerts.add_row("unknown", "", "")
+    elif not view.alerts:
+        alerts.add_row("none", "", "")
+    for alert in view.alerts or ():
+        style = "red" if alert.state == "firing" else "yellow"
+        alerts.add_row(alert.name, Text(alert.state, style=style), alert.detail)
+
+    notes = _table("last notifications", cells=1)
+    for line in view.notifications[-SHOWN_NOTIFICATIONS:]:
+        notes.add_row(line)
+
+    links = _table("urls")
+    for label, url in view.urls.items():
+        links.add_row(label, url)
+    for source, why in view.down.items():
+        links.add_row(Text(source, style="red"), Text(f"down: {why}", style="red"))
+
+    grid = Table.grid(expand=True, padding=(0, 2, 1, 0))
+    grid.add_column(ratio=1)
+    grid.add_column(ratio=1)
+    grid.add_row(flow, preds)
+    grid.add_row(alerts, drift)
+    grid.add_row(dlq, notes)
+    return Group(title, grid, links)
+
+
+def _table(title: str, *columns: str, cells: int = 2) -> Table:
+    # No borders: the whole view must fit a laptop terminal (about 40 rows) beside the logs.
+    table = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD if columns else None,
+        show_edge=False,
+        show_header=bool(columns),
+        header_style="dim",
+        pad_edge=False,
+        expand=True,
+    )
+    for column in columns or ("",) * cells:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _rate(value: float | None) -> str:
+    return "?/s" if value is None else f"{value:.1f}/s"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    for limit, unit, size in ((120.0, "s", 1.0), (7_200.0, "min", 60.0), (172_800.0, "h", 3600.0)):
+        if seconds < limit:
+            return f"{seconds / size:.2f} {unit}" if unit == "s" else f"{seconds / size:.1f} {unit}"
+    return f"{seconds / 86_400.0:.1f} d"
+
+
+def _dollars(value: float | None) -> str:
+    if value is None:
+        return "?"
+    if abs(value) >= 1e6:
+        return f"${value / 1e6:.2f}M"
+    if abs(value) >= 1e3:
+        return f"${value / 1e3:.0f}k"
+    return f"${value:.0f}"

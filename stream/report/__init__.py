@@ -1,0 +1,1 @@
+"""`appraise report`: the newest window records as a feature table, JSON and an HTML page."""

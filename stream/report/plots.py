@@ -1,0 +1,187 @@
+"""The report's plots, each a matplotlib figure written straight to an inline ``<svg>``.
+
+A PSI heat map (features by windows), the drift share, the prediction quantiles against the
+reference's, the realised error, and reference vs current bars of one distribution. They use
+matplotlib's object API (``Figure``, never ``pyplot``), so no GUI backend is loaded whatever
+``MPLBACKEND`` says; the page sets the rc parameters they are drawn with.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+from stream.contract.windows import QUANTILES, Distribution, quantile_key
+from stream.report.build import Report, feature_psi
+
+_REFERENCE_COLOUR: Final = "#9e9e9e"
+# Longest bin label on a bar chart; longer category names are cut with an ellipsis.
+_LABEL_CHARS: Final = 18
+
+
+def psi_heatmap(report: Report) -> str:
+    """PSI per feature (worst first) and window; x marks PSI above the threshold."""
+    names = [row.feature for row in report.features]
+    matrix = np.array([[_nan(feature_psi(w, name)) for w in report.windows] for name in names])
+    finite = matrix[np.isfinite(matrix)]
+    top = max(2 * report.psi_threshold, float(finite.max()) if finite.size else 0.0)
+    figure = Figure(
+        figsize=(min(12.0, 3.5 + 0.3 * len(report.windows)), 1.2 + 0.22 * len(names)),
+        layout="constrained",
+    )
+    axes = figure.add_subplot()
+    image = axes.imshow(
+        np.ma.masked_invalid(matrix),
+        aspect="auto",
+        interpolation="nearest",
+        cmap=matplotlib.colormaps["YlOrRd"].with_extremes(bad="#eeeeee"),
+        vmin=0.0,
+        vmax=top,
+    )
+    axes.set_yticks(range(len(names)), names)
+    _window_axis(axes, [w.end for w in report.windows])
+    over = np.argwhere(np.nan_to_num(matrix, nan=-1.0) > report.psi_threshold)
+    axes.scatter(over[:, 1], over[:, 0], marker="x", color="black", s=10, linewidths=0.8)
+    bar = figure.colorbar(image, ax=axes, label="PSI")
+    bar.ax.axhline(report.psi_threshold, color="black", linewidth=1)
+    return _svg(figure)
+
+
+def drift_share(report: Report) -> str:
+    """The share of the features drifting per window, and the alert's threshold."""
+    figure = Figure(figsize=(8.0, 2.8), layout="constrained")
+    axes = figure.add_subplot()
+    times = np.arange(len(report.windows))
+    shares = [_nan(w.drifting_share) for w in report.windows]
+    axes.plot(times, shares, marker="o", markersize=3, label="share of features drifting")
+    axes.axhline(
+        report.drift_share_threshold,
+        color="tab:red",
+        linestyle="--",
+        linewidth=1,
+        label=f"alert at {report.drift_share_threshold:.0%}",
+    )
+    axes.set_ylim(0.0, 1.0)
+    axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+    _window_axis(axes, [w.end for w in report.windows])
+    axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return _svg(figure)
+
+
+def quantiles(report: Report) -> str:
+    """The prediction quantiles per window, and the newest window's reference quantiles."""
+    figure = Figure(figsize=(8.0, 3.2), layout="constrained")
+    axes = figure.add_subplot()
+    times = np.arange(len(report.windows))
+    reference = report.windows[-1].reference_quantiles
+    for index, q in enumerate(QUANTILES):
+        key, colour = quantile_key(q), f"C{index}"
+        values = [_nan((w.quantiles or {}).get(key)) for w in report.windows]
+        axes.plot(times, values, marker="o", markersize=3, color=colour, label=f"p{q * 100:g}")
+        if math.isfinite(_nan(reference.get(key))):
+            axes.axhline(reference[key], color=colour, linestyle="--", linewidth=1)
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: _money(value)))
+    axes.set_ylabel("predicted price")
+    _window_axis(axes, [w.end for w in report.windows])
+    axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return _svg(figure)
+
+
+def realised_error(report: Report) -> str:
+    """MAE and MAPE per window of sale time."""
+    figure = Figure(figsize=(8.0, 3.6), layout="constrained")
+    mae = figure.add_subplot(2, 1, 1)
+    mape = figure.add_subplot(2, 1, 2, sharex=mae)
+    times = np.arange(len(report.errors))
+    mae.plot(times, [_nan(r.mae_dollars) for r in report.errors], marker="o", ms=3)
+    mae.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"${value:,.0f}"))
+    mae.set_ylabel("MAE")
+    mape_values = [_nan(r.mape) for r in report.errors]
+    mape.plot(times, mape_values, marker="o", markersize=3, color="C1")
+    mape.yaxis.set_major_formatter(PercentFormatter(1.0))
+    mape.set_ylabel("MAPE")
+    mae.tick_params(labelbottom=False)
+    _window_axis(mape, [r.end for r in report.errors])
+    return _svg(figure)
+
+
+def bars(name: str, shares: Distribution, psi: float | None) -> str:
+    """The reference's and the window's shares over the bins ``name``'s PSI compared."""
+    figure = Figure(figsize=(3.9, 2.7), layout="constrained")
+    axes = figure.add_subplot()
+    reference = shares.reference
+    current = shares.current
+    labels = _bin_labels(shares, len(reference))
+    positions = np.arange(len(reference), dtype=np.float64)
+    axes.bar(positions - 0.2, reference, 0.4, color=_REFERENCE_COLOUR, label="reference")
+    if current is not None:
+        axes.bar(positions + 0.2, current, 0.4, color="C0", label="current")
+    tallest = np.nanmax([*reference, *(current or ()), 0.0])
+    axes.set_ylim(0.0, 1.3 * tallest or 1.0)  # headroom for the legend
+    slanted = shares.categories is not None or len(labels) > 6
+    axes.set_xticks(
+        positions, labels, rotation=40 if slanted else 0, ha="right" if slanted else "center"
+    )
+    axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    title = name if psi is None else f"{name}: PSI {psi:.3f}"
+    axes.set_title(title if current is not None else f"{name}: no value in this window")
+    axes.legend(loc="upper right", frameon=False)
+    return _svg(figure)
+
+
+def _svg(figure: Figure) -> str:
+    """The figure as an inline ``<svg>`` element (no XML declaration, no DOCTYPE)."""
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None})
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def _window_axis(axes: Axes, ends: Sequence[datetime]) -> None:
+    """Windows at 0, 1, 2, ... labelled with their end (UTC), at most about 12 labels."""
+    utc = [t.astimezone(UTC) for t in ends]
+    one_day = len({t.date() for t in utc}) <= 1
+    labels = [t.strftime("%H:%M:%S" if one_day else "%m-%d %H:%M") for t in utc]
+    ticks = list(range(0, len(labels), max(1, math.ceil(len(labels) / 12))))
+    axes.set_xticks(ticks, [labels[i] for i in ticks], rotation=40, ha="right")
+    day = f", {utc[0]:%Y-%m-%d}" if one_day and utc else ""
+    axes.set_xlabel(f"window end (UTC{day})")
+
+
+def _bin_labels(shares: Distribution, count: int) -> list[str]:
+    if shares.categories is not None:
+        names = shares.categories
+        return [n if len(n) <= _LABEL_CHARS else n[: _LABEL_CHARS - 1] + "…" for n in names]
+    edges = [_short(v) for v in shares.edges or ()]
+    if not edges or len(edges) + 1 != count:
+        return [str(i) for i in range(count)]
+    middle = [f"[{a}, {b})" for a, b in itertools.pairwise(edges)]
+    return [f"<{edges[0]}", *middle, f"≥{edges[-1]}"]
+
+
+def _nan(value: float | None) -> float:
+    """``value``, or NaN for a statistic the record does not have (a gap in a plot)."""
+    return math.nan if value is None else value
+
+
+def _short(value: float) -> str:
+    size = abs(value)
+    if size >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if size >= 1e4:
+        return f"{value / 1e3:.4g}k"
+    return f"{value:.4g}"
+
+
+def _money(value: float) -> str:
+    return f"${value / 1000:,.0f}k" if abs(value) >= 1000 else f"${value:,.0f}"

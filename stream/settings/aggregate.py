@@ -1,0 +1,76 @@
+"""The stream app's settings section (``APPRAISE_AGGREGATE__*``): windows, drift, the join."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from stream.settings.sections import Section
+
+
+class AggregateSettings(Section):
+    """The stream app (``appraise aggregate``): event-time windows over the scorer's pane partials,
+    drift against the reference profile, and realised error from sale labels.
+
+    Every window size and hop must be a whole multiple of the scorer's pane width
+    (``APPRAISE_SCORER__PANE_SECONDS``, 10 s by default); panes of another width are refused.
+    """
+
+    app_id: str = Field(
+        default="appraise-aggregate",
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="faust app id: the consumer group and the prefix of its internal topics",
+    )
+    tumbling_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="size of the tumbling window, in seconds"
+    )
+    hopping_seconds: float = Field(
+        default=300.0, gt=0, le=86_400, description="size of the hopping window, in seconds"
+    )
+    hop_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="advance of the hopping window, in seconds"
+    )
+    allowed_lateness_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=86_400,
+        description="a window closes once the event-time watermark (the latest pane start seen) "
+        "passes its end plus this many seconds; later panes are counted as dropped",
+    )
+    min_events: int = Field(
+        default=200,
+        ge=1,
+        description="a closed window with fewer events exports counts but no drift values",
+    )
+    psi_threshold: float = Field(
+        default=0.2, gt=0, description="a feature whose PSI is above this counts as drifting"
+    )
+    prediction_retention_seconds: float = Field(
+        default=3_600.0,
+        gt=0,
+        description="how long a prediction waits in the join table for its sale, in seconds "
+        "of event time",
+    )
+    max_model_versions: int = Field(
+        default=2, ge=1, le=16, description="model versions whose gauges are kept (newest first)"
+    )
+    windows_enabled: bool = Field(
+        default=True, description="run the pane windows (drift, quantiles) in this process"
+    )
+    join_enabled: bool = Field(
+        default=True,
+        description="run the label join (realised error) in this process. The join handles "
+        "every prediction, one at a time: when the scorer runs faster than it, run it as a "
+        "second process with its own app_id and windows_enabled=false, so it never slows the "
+        "windows down",
+    )
+
+    @model_validator(mode="after")
+    def _check_windows(self) -> AggregateSettings:
+        if not (self.windows_enabled or self.join_enabled):
+            raise ValueError("windows_enabled and join_enabled are both false: nothing to run")
+        if self.hop_seconds > self.hopping_seconds:
+            raise ValueError(
+                f"hop_seconds {self.hop_seconds:g} is larger than hopping_seconds "
+                f"{self.hopping_seconds:g}: a hopping window advances by at most its size"
+            )
+        return self

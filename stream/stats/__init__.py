@@ -1,0 +1,1 @@
+"""Drift statistics: PSI, KS and category shares between a reference and a window, pure."""

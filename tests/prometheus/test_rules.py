@@ -1,0 +1,203 @@
+"""prometheus.yml and the rules: the real promtool checks them and runs their unit tests; the
+conventions of docs/observability.md are checked on the parsed files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stream.ops.configs import embedded_prometheus_config
+from tests.needs import binary
+from tests.tools import (
+    PROMETHEUS_DIR,
+    ROOT,
+    RULE_TESTS_DIR,
+    RULES_DIR,
+    RUNBOOK,
+    alert_rules,
+    load_yaml,
+    recorded_names,
+    recording_rules,
+    run,
+)
+
+RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
+RULE_TEST_FILES = sorted(RULE_TESTS_DIR.glob("*.yml"))
+SEVERITIES = {"critical", "warning", "info"}
+RECORD_NAME = re.compile(r"^[a-z][a-z_]*:[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$")
+
+
+def _promtool() -> str:
+    return binary("promtool")
+
+
+def test_prometheus_config_is_valid() -> None:
+    result = run(_promtool(), "check", "config", str(PROMETHEUS_DIR / "prometheus.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The config must load every rule file, not a subset.
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in result.stdout
+
+
+def test_rules_are_valid() -> None:
+    assert RULE_FILES, "no rule file in prometheus/rules/"
+    result = run(_promtool(), "check", "rules", *map(str, RULE_FILES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rule_unit_tests_pass() -> None:
+    assert RULE_TEST_FILES, "no promtool test file in prometheus/tests/"
+    result = run(_promtool(), "test", "rules", *map(str, RULE_TEST_FILES), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_test_rules_catches_a_wrong_expectation(tmp_path: Path) -> None:
+    # The unit tests can fail: the same cases with one expected value changed do.
+    source = RULE_TESTS_DIR / "scorer_alerts_test.yml"
+    broken = source.read_text().replace("4m 57s", "4m 58s", 1)
+    assert broken != source.read_text()
+    target = tmp_path / "broken_test.yml"
+    target.write_text(broken.replace("../rules/", f"{RULES_DIR}/"))
+    result = run(_promtool(), "test", "rules", str(target), timeout=120)
+    assert result.returncode != 0
+    assert "4m 57s" in result.stdout + result.stderr
+
+
+# --- conventions --------------------------------------------------------------------------------
+
+
+def _runbook_anchors() -> set[str]:
+    anchors = set()
+    for line in RUNBOOK.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_alert_follows_the_conventions(rule: dict[str, Any]) -> None:
+    name = rule["alert"]
+    assert re.fullmatch(r"Appraise[A-Z][A-Za-z]+", name), f"{name}: prefix Appraise, CamelCase"
+    assert rule["labels"]["severity"] in SEVERITIES
+    annotations = rule["annotations"]
+    assert set(annotations) >= {"summary", "description", "runbook_url"}
+    assert "{{" not in annotations["summary"], "the summary is one static sentence"
+    assert "{{" in annotations["description"], "the description names the labels and value"
+    path, _, anchor = annotations["runbook_url"].partition("#")
+    assert (ROOT / path).is_file(), f"{name}: runbook {path} missing"
+    assert anchor == name.lower(), f"{name}: runbook_url should point at its own section"
+    assert anchor in _runbook_anchors(), f"{name}: RUNBOOK.md has no section {name}"
+    assert rule.get("for"), f"{name}: a for: duration rides out one noisy window"
+
+
+def test_alert_names_are_unique() -> None:
+    names = [rule["alert"] for rule in alert_rules()]
+    assert len(names) == len(set(names))
+
+
+def test_issue_alerts_exist() -> None:
+    names = {rule["alert"] for rule in alert_rules()}
+    assert names >= {
+        "AppraiseScorerDown",
+        "AppraiseScorerNotReady",
+        "AppraiseNoPredictions",
+        "AppraiseHighErrorRatio",
+        "AppraiseConsumerLagGrowing",
+        "AppraiseEventLagHigh",
+        "AppraisePredictionDrift",
+        "AppraisePredictionMedianShift",
+        "AppraiseFeatureDrift",
+        "AppraiseDatasetDrift",
+        "AppraiseRealisedErrorHigh",
+        "AppraiseAggregateDown",
+        "AppraiseAggregateBehind",
+    }
+
+
+def test_lag_alerts_look_at_growth() -> None:
+    for rule in alert_rules():
+        if ("Lag" in rule["alert"] and "Event" not in rule["alert"]) or "Behind" in rule["alert"]:
+            assert "deriv(" in rule["expr"], f"{rule['alert']}: alert on growth, not a value"
+
+
+@pytest.mark.parametrize("rule", recording_rules(), ids=lambda rule: rule["record"])
+def test_recording_rule_name_is_level_metric_operations(rule: dict[str, Any]) -> None:
+    assert RECORD_NAME.fullmatch(rule["record"]), rule["record"]
+    assert ":appraise_" in rule["record"]
+
+
+def _rule_tests() -> list[dict[str, Any]]:
+    return [case for path in RULE_TEST_FILES for case in load_yaml(path)["tests"]]
+
+
+def test_every_alert_has_a_firing_and_a_silent_case() -> None:
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for case in _rule_tests():
+        for check in case.get("alert_rule_test", []):
+            (firing if check.get("exp_alerts") else silent).add(check["alertname"])
+    names = {rule["alert"] for rule in alert_rules()}
+    assert names - firing == set(), "alerts without a case where they fire"
+    assert names - silent == set(), "alerts without a case where they stay silent"
+
+
+def test_every_recording_rule_is_tested() -> None:
+    tested = set()
+    for case in _rule_tests():
+        for check in case.get("promql_expr_test", []):
+            tested |= {name for name in recorded_names() if name in check["expr"]}
+    assert recorded_names() - tested == set(), "recording rules without a promql_expr_test"
+
+
+# --- the embedded run's config ------------------------------------------------------------------
+
+
+def test_embedded_config_rewrites_targets_and_keeps_the_rules(tmp_path: Path) -> None:
+    text = (PROMETHEUS_DIR / "prometheus.yml").read_text()
+    rendered = embedded_prometheus_config(
+        text,
+        {
+            "appraise-scorer": ["127.0.0.1:9400"],
+            "appraise-aggregate": ["127.0.0.1:9401"],
+            "prometheus": ["127.0.0.1:9090"],
+            "alertmanager": [],
+        },
+        alertmanagers=["127.0.0.1:9093"],
+        rules_dir=RULES_DIR,
+    )
+    config = yaml.safe_load(rendered)
+    jobs = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    assert jobs == {
+        "appraise-scorer": ["127.0.0.1:9400"],
+        "appraise-aggregate": ["127.0.0.1:9401"],
+        "prometheus": ["127.0.0.1:9090"],
+    }
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "127.0.0.1:9093"
+    ]
+    assert config["rule_files"] == [str(RULES_DIR / "*.yml")]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(rendered)
+    result = run(_promtool(), "check", "config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in result.stdout
+
+
+def test_embedded_config_refuses_a_missing_or_unknown_job() -> None:
+    text = (PROMETHEUS_DIR / "prometheus.yml").read_text()
+    with pytest.raises(ValueError, match=r"missing \['alertmanager'"):
+        embedded_prometheus_config(
+            text, {"appraise-scorer": [], "appraise-aggregate": [], "prometheus": []}
+        )
+    with pytest.raises(ValueError, match=r"unknown \['nope'\]"):
+        embedded_prometheus_config(
+            text,
+            {"appraise-scorer": [], "appraise-aggregate": [], "prometheus": [], "alertmanager": [],
+             "nope": []},
+        )  # fmt: skip

@@ -1,0 +1,61 @@
+"""``appraise up`` without Prometheus and Alertmanager, and with a part that dies.
+
+A machine without the binaries still runs the product and says what is missing and how to get
+it; when a part dies, ``up`` names it, quotes the end of its log, stops the rest and exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.tools import appraise_up, http_get, listening, run_processes, wait_until
+
+
+def _predictions(metrics_url: str) -> float | None:
+    answer = http_get(metrics_url)
+    if answer is None or answer[0] != 200:
+        return None
+    total = 0.0
+    for line in answer[1].decode().splitlines():
+        if line.startswith("appraise_predictions_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total if total > 0 else None
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+def test_up_runs_without_monitoring_binaries_and_stops_when_a_part_dies(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    args = ["--profile", "demo", "--no-live", "--run-dir", str(run_dir)]
+    ports = ["BROKER__PORT", "METRICS__SCORER_PORT", "METRICS__AGGREGATE_PORT"]
+    missing = {"APPRAISE_MONITORING__PROMETHEUS_BIN": str(tmp_path / "no-such-prometheus")}
+    with appraise_up(args, tmp_path, model_dir, ports, env_extra=missing) as up:
+        log = up.log
+        text = log.read_text()
+        assert "monitoring NOT running: Prometheus" in text
+        assert "no-such-prometheus" in text
+        assert "apt-get install prometheus prometheus-alertmanager" in text
+        scorer_metrics = f"http://127.0.0.1:{up.ports['METRICS__SCORER_PORT']}/metrics"
+        wait_until(
+            lambda: _predictions(scorer_metrics),
+            timeout=60,
+            what="predictions flowing",
+            alive=up.alive,
+        )
+
+        (scorer,) = [pid for pid, cmdline in run_processes(up.markers) if b"\0score" in cmdline]
+        os.kill(scorer, signal.SIGKILL)
+        assert up.process.wait(timeout=90) == 2  # as every error appraise reports
+
+    text = log.read_text()
+    assert "scorer exited with code -9" in text
+    assert f"{run_dir / 'scorer.log'}:" in text
+    assert "  | " in text  # the quoted end of the scorer's log
+    assert run_processes(up.markers) == []
+    assert [name for name, port in up.ports.items() if listening(port)] == []
