@@ -14,16 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools import ROOT, appraise_up, listening, run_processes
+from tests.tools import ROOT, UP_PORTS, appraise_up, listening, run_processes
 
-PORTS = [
-    "BROKER__PORT",
-    "METRICS__SCORER_PORT",
-    "METRICS__AGGREGATE_PORT",
-    "MONITORING__PROMETHEUS_PORT",
-    "MONITORING__ALERTMANAGER_PORT",
-    "MONITORING__WEBHOOK_PORT",
-]
+PORTS = UP_PORTS
 
 
 _PIP = (sys.executable, "-m", "pip")

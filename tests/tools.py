@@ -33,6 +33,16 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 
 T = TypeVar("T")
 
+#: The settings of every port ``appraise up`` listens on, for :func:`appraise_up`.
+UP_PORTS = [
+    "BROKER__PORT",
+    "METRICS__SCORER_PORT",
+    "METRICS__AGGREGATE_PORT",
+    "MONITORING__PROMETHEUS_PORT",
+    "MONITORING__ALERTMANAGER_PORT",
+    "MONITORING__WEBHOOK_PORT",
+]
+
 
 def run(*argv: str, cwd: Path = ROOT, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing its output as text (never raises on a non-zero exit)."""

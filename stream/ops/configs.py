@@ -251,12 +251,7 @@ def write_configs(
         runbook_url: the setting ``monitoring.runbook_url`` (see :func:`runbook_base`).
     """
     source = config_dir(source)
-    runbook = runbook_base(runbook_url)
-    rules_dir = out_dir / "rules"
-    rules_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted((source / "rules").glob("*.yml")):
-        text = rules_for(path.read_text(encoding="utf-8"), profile.rules_time_divisor, runbook)
-        (rules_dir / path.name).write_text(text, encoding="utf-8")
+    rules_dir = _write_rules(source, out_dir, profile, runbook_url)
     prometheus = out_dir / "prometheus.yml"
     prometheus.write_text(
         embedded_prometheus_config(
@@ -294,12 +289,7 @@ def write_stack_configs(
     and every runbook link starting with ``runbook_url``: what the compose stack's Prometheus and
     Alertmanager read (``appraise monitoring-config``)."""
     source = config_dir(source)
-    runbook = runbook_base(runbook_url)
-    rules_dir = out_dir / "rules"
-    rules_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted((source / "rules").glob("*.yml")):
-        text = rules_for(path.read_text(encoding="utf-8"), profile.rules_time_divisor, runbook)
-        (rules_dir / path.name).write_text(text, encoding="utf-8")
+    rules_dir = _write_rules(source, out_dir, profile, runbook_url)
     files = ConfigFiles(
         prometheus=out_dir / "prometheus.yml",
         alertmanager=out_dir / "alertmanager.yml",
@@ -308,6 +298,18 @@ def write_stack_configs(
     shutil.copyfile(source / "prometheus.yml", files.prometheus)
     shutil.copyfile(source / "alertmanager.yml", files.alertmanager)
     return files
+
+
+def _write_rules(source: Path, out_dir: Path, profile: Profile, runbook_url: str) -> Path:
+    """The rules of ``source`` as ``profile`` scales them, with absolute runbook links, in
+    ``out_dir/rules``; returns that directory."""
+    runbook = runbook_base(runbook_url)
+    rules_dir = out_dir / "rules"
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    for path in sorted((source / "rules").glob("*.yml")):
+        text = rules_for(path.read_text(encoding="utf-8"), profile.rules_time_divisor, runbook)
+        (rules_dir / path.name).write_text(text, encoding="utf-8")
+    return rules_dir
 
 
 # --- binaries ---------------------------------------------------------------------------------

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Final
-
-import matplotlib
 
 from stream.contract.times import rfc3339
 from stream.contract.windows import DriftRecord
-from stream.report import plots
 from stream.report.build import Report
 
 _STYLE: Final = """
@@ -41,21 +39,11 @@ def render_html(report: Report) -> str:
     """
     e = html.escape
     focus = report.focus
-    # Text stays text (small, searchable, escaped by matplotlib) and is never read as mathtext,
-    # so a "$" in a category name is just a dollar; a fixed hash salt makes the SVG ids, and so
-    # the page, the same for the same records.
-    with matplotlib.rc_context(
-        {
-            "svg.fonttype": "none",
-            "svg.hashsalt": "appraise",
-            "text.parse_math": False,
-            "font.family": "sans-serif",
-            "font.sans-serif": ["DejaVu Sans"],
-            "font.size": 8,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-        }
-    ):
+    # Loaded here, not at the top: matplotlib costs a service process about 28 MB, and every
+    # `appraise` command (the scorer's too) imports the report's modules when it starts.
+    from stream.report import plots
+
+    with plots.page_style():
         parts = [
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
@@ -106,7 +94,7 @@ def render_html(report: Report) -> str:
             parts.append("<p class='note'>No realised_error records (no sale labels joined).</p>")
         if focus is not None:
             parts += [f"<h2>Reference vs current in the window ending {rfc3339(focus.end)}</h2>"]
-            parts += _distribution_figures(report, focus)
+            parts += _distribution_figures(report, focus, plots)
     parts += ["<h2>Windows</h2>", _window_table(report), "</body></html>"]
     return "\n".join(parts)
 
@@ -127,7 +115,7 @@ def _context(report: Report) -> str:
     return text
 
 
-def _distribution_figures(report: Report, focus: DriftRecord) -> list[str]:
+def _distribution_figures(report: Report, focus: DriftRecord, plots: ModuleType) -> list[str]:
     distributions = focus.distributions
     if distributions is None:
         return [

@@ -8,6 +8,7 @@ matplotlib's object API (``Figure``, never ``pyplot``), so no GUI backend is loa
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import math
@@ -27,6 +28,25 @@ from stream.report.build import Report, feature_psi
 _REFERENCE_COLOUR: Final = "#9e9e9e"
 # Longest bin label on a bar chart; longer category names are cut with an ellipsis.
 _LABEL_CHARS: Final = 18
+
+
+def page_style() -> contextlib.AbstractContextManager[None]:
+    """The plots' style for one page: text stays text (small, searchable, escaped by
+    matplotlib) and is never read as mathtext, so a "$" in a category name is just a dollar; a
+    fixed hash salt makes the SVG ids, and so the page, the same for the same records."""
+    context: contextlib.AbstractContextManager[None] = matplotlib.rc_context(
+        {
+            "svg.fonttype": "none",
+            "svg.hashsalt": "appraise",
+            "text.parse_math": False,
+            "font.family": "sans-serif",
+            "font.sans-serif": ["DejaVu Sans"],
+            "font.size": 8,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
+    return context
 
 
 def psi_heatmap(report: Report) -> str:

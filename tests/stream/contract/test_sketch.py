@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -11,19 +10,7 @@ import pytest
 from datasketches import kll_doubles_sketch
 
 from stream.contract.sketch import DEFAULT_K, QuantileSketch, SketchError, state_key_for
-
-Sample = Callable[[int], npt.NDArray[np.float64]]
-
-
-@pytest.fixture
-def prices() -> Sample:
-    """A factory of price-like samples (log-normal, median ~$160k), fresh generator per test."""
-    rng = np.random.default_rng(42)
-
-    def sample(n: int) -> npt.NDArray[np.float64]:
-        return rng.lognormal(mean=12.0, sigma=0.4, size=n)
-
-    return sample
+from tests.stream.conftest import Sample
 
 
 def _true_cdf(

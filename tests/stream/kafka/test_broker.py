@@ -26,6 +26,7 @@ from stream.kafka.clients import make_admin, make_consumer, make_producer, wait_
 from stream.kafka.ranges import end_offsets_via_highwater, offsets_for_time, read_time_range
 from stream.kafka.topics import TopicSpec, ensure_topics, topic_specs
 from stream.settings import KafkaSettings, Settings, TopicSettings
+from tests.needs import until
 
 pytestmark = pytest.mark.integration
 
@@ -152,6 +153,47 @@ async def test_owner_exit_leaves_no_process(script: str, interrupt: bool, return
             os.killpg(owner.pid, signal.SIGINT)
         assert await owner.wait() == returncode
     assert not _alive(pid)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped by whoever adopted it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent-death signal is Linux's")
+async def test_a_killed_owner_takes_its_broker_with_it() -> None:
+    owner = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _RUNS_ON_SCRIPT,
+        stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert owner.stdout is not None
+    async with asyncio.timeout(30):
+        pid = int(await owner.stdout.readline())
+        assert _running(pid)
+        owner.kill()  # no handler, no atexit hook: only the kernel can end the broker now
+        assert await owner.wait() == -signal.SIGKILL
+    await until(lambda: not _running(pid), 10, f"the broker pid {pid} gone with its owner")
+
+
+_RUNS_ON_SCRIPT = """
+import asyncio
+from stream.kafka.broker import EmbeddedBroker
+
+async def main():
+    broker = EmbeddedBroker(port=0)
+    await broker.start()
+    print(broker.pid, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
 
 
 async def test_second_broker_on_the_same_port_fails_clearly(broker: EmbeddedBroker) -> None:

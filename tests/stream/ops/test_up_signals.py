@@ -10,16 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.needs import binary
-from tests.tools import appraise_up, listening, run_processes, wait_until
+from tests.tools import UP_PORTS, appraise_up, listening, run_processes, wait_until
 
-PORTS = [
-    "BROKER__PORT",
-    "METRICS__SCORER_PORT",
-    "METRICS__AGGREGATE_PORT",
-    "MONITORING__PROMETHEUS_PORT",
-    "MONITORING__ALERTMANAGER_PORT",
-    "MONITORING__WEBHOOK_PORT",
-]
+PORTS = UP_PORTS
 
 
 def _nothing_left(markers: list[bytes], ports: dict[str, int]) -> bool | None:

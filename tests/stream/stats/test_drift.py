@@ -4,10 +4,8 @@ error of the exact statistic, category PSI and the unseen rate."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 from scipy.stats import ks_2samp
 
@@ -21,19 +19,7 @@ from stream.stats.drift import (
     psi_from_sketches,
     unseen_rate,
 )
-
-Sample = Callable[[int], npt.NDArray[np.float64]]
-
-
-@pytest.fixture
-def prices() -> Sample:
-    """A factory of price-like samples (log-normal, median ~$160k), fresh generator per test."""
-    rng = np.random.default_rng(42)
-
-    def sample(n: int) -> npt.NDArray[np.float64]:
-        return rng.lognormal(mean=12.0, sigma=0.4, size=n)
-
-    return sample
+from tests.stream.conftest import Sample
 
 
 def test_psi_of_fractions() -> None:
