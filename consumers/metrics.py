@@ -22,7 +22,7 @@ from prometheus_client.utils import floatToGoString
 from stream.contract import metrics as names
 from stream.contract.metrics import MetricName
 from stream.contract.reasons import REASONS
-from stream.service.metrics import counter, gauge, histogram, info
+from stream.service.metrics import counter, expect_kind, gauge, histogram, info
 from stream.service.metrics import process_collectors as process_collectors_of
 from stream.settings import ScorerSettings
 
@@ -142,8 +142,7 @@ class BulkHistogram:
     """
 
     def __init__(self, spec: MetricName, edges: Sequence[float]) -> None:
-        if spec.kind != "histogram":
-            raise TypeError(f"{spec.name} is a {spec.kind}, not a histogram")
+        expect_kind(spec, "histogram")
         self.name = spec.name
         self.documentation = spec.help
         self._edges = np.asarray(edges, dtype=np.float64)

@@ -61,7 +61,6 @@ class ScorerService:
         self.registry = registry or CollectorRegistry()
         self.metrics = ScorerMetrics(self.registry, settings.scorer)
         self.model: LoadedModel | None = None
-        self.scorer: Scorer | None = None
 
     @asynccontextmanager
     async def prepared(self) -> AsyncIterator[None]:
@@ -91,7 +90,4 @@ class ScorerService:
         """The scorer, with the prepared model."""
         if self.model is None:
             raise RuntimeError("the scorer service is not prepared")
-        self.scorer = Scorer(
-            self.settings, self.settings.scorer, model=self.model, metrics=self.metrics
-        )
-        return self.scorer
+        return Scorer(self.settings, self.settings.scorer, model=self.model, metrics=self.metrics)

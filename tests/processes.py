@@ -11,6 +11,8 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from stream.service.process import die_with_parent_fn
+
 
 @dataclass
 class AppraiseProcess:
@@ -52,6 +54,7 @@ async def appraise_process(
         "stream",
         *args,
         env=dict(env),
+        preexec_fn=die_with_parent_fn(),  # a killed test run takes it with it
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )

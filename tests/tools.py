@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from stream.service.process import die_with_parent_fn
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = ROOT / "prometheus"
 RULES_DIR = PROMETHEUS_DIR / "rules"
@@ -229,7 +231,14 @@ def process(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``argv`` with its output in ``log``; terminate it (then kill) on exit."""
     with log.open("wb") as out:
-        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        child = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            preexec_fn=die_with_parent_fn(),  # a killed test run takes it with it
+        )
         try:
             yield child
         finally:
@@ -310,6 +319,7 @@ def appraise_up(
             stderr=subprocess.STDOUT,
             env=env,
             cwd=cwd,
+            preexec_fn=die_with_parent_fn(),  # a killed test run takes it (and its parts) with it
         )
     run = UpRun(child, log, chosen)
     try:

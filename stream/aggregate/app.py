@@ -134,7 +134,6 @@ class AggregateApp(Component):
         #: Per source topic: when its first and latest record reached an agent, and how many.
         self.activity: dict[str, Activity] = {}
         self._ready = False
-        self._faust_started = False
         self._stop_requested = asyncio.Event()
         #: Seconds from start() until the worker was ready (set by start()).
         self.ready_after_s: float | None = None
@@ -149,21 +148,19 @@ class AggregateApp(Component):
     async def _start(self) -> None:
         """Start the worker; return once partitions are assigned and tables recovered."""
         started = time.perf_counter()
-        self._faust_started = True
         await self.app.start()
         self.ready_after_s = time.perf_counter() - started
         self._ready = True
         log.info("stream app %s ready in %.1f s", self.app.conf.id, self.ready_after_s)
 
     async def _stop(self) -> None:
-        """Stop the worker (commits, leaves the group)."""
+        """Stop the worker (commits, leaves the group); also after a start that failed half-way
+        (the component base calls it then)."""
         self._ready = False
-        started, self._faust_started = self._faust_started, False
-        if started:
-            if self.ready_after_s is not None:
-                await self._seal_changelogs()
-            await self.app.stop()
-            shutil.rmtree(self.app.conf.datadir, ignore_errors=True)
+        if self.ready_after_s is not None:
+            await self._seal_changelogs()
+        await self.app.stop()
+        shutil.rmtree(self.app.conf.datadir, ignore_errors=True)
 
     async def run(self) -> None:
         """Work (the agents run on their own) until :meth:`request_stop`."""

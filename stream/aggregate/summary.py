@@ -27,8 +27,10 @@ from stream.contract.windows import (
     DriftRecord,
     ErrorRecord,
     FeatureStats,
+    Kind,
     PredictionStats,
     quantile_key,
+    record_key,
 )
 from stream.model.profile import NumericReference, ReferenceProfile
 from stream.stats.drift import (
@@ -95,7 +97,7 @@ class WindowSummary:
     @property
     def key(self) -> bytes:
         """Record key on ``prediction-windows``."""
-        return self.record().key
+        return _key("drift", self.window)
 
     def record(self) -> DriftRecord:
         """The contract's record of this window (NaN becomes null)."""
@@ -155,7 +157,7 @@ class ErrorSummary:
     @property
     def key(self) -> bytes:
         """Record key on ``prediction-windows``."""
-        return self.record().key
+        return _key("realised_error", self.window)
 
     def to_record(self) -> bytes:
         """The record value for ``prediction-windows``."""
@@ -322,6 +324,11 @@ def _window_fields(window: Window) -> dict[str, object]:
         "end": datetime.fromtimestamp(window.end, UTC),
         "model_version": window.model_version,
     }
+
+
+def _key(kind: Kind, window: Window) -> bytes:
+    start = datetime.fromtimestamp(window.start, UTC)
+    return record_key(kind, window.name, start, window.model_version)
 
 
 def _quantile_map(values: Mapping[float, float] | None) -> dict[str, float] | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry
 from consumers.panes import PaneBook
 from stream.aggregate.app import AggregateApp
 from stream.aggregate.service import new_metrics
-from stream.bench.common import listing_chunks, publish_chunks, run_tag, score, until
+from stream.bench.common import figures_json, listing_chunks, publish_chunks, run_tag, score, until
 from stream.contract.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from stream.contract.panes import encode_pane
 from stream.kafka.clients import make_admin, wait_until_reachable
@@ -62,7 +62,7 @@ class AggregateBenchResult:
 
     def to_json(self) -> bytes:
         """One JSON object with the keys above."""
-        return orjson.dumps({k: round(v, 3) for k, v in asdict(self).items()})
+        return figures_json(self)
 
 
 def format_result(r: AggregateBenchResult) -> str:

@@ -7,9 +7,10 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -19,12 +20,21 @@ from consumers.scorer import Scorer
 from producers.sources import holdout_drafts
 from stream.contract.times import rfc3339
 from stream.errors import BrokerError
-from stream.kafka.clients import make_producer
+from stream.kafka.clients import producing
 from stream.model.predict import LoadedModel
 from stream.settings import ScorerSettings, Settings
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 #: Listings generated and published at a time.
 CHUNK: Final = 10_000
+
+
+def figures_json(result: DataclassInstance) -> bytes:
+    """A bench result (a dataclass of figures) as one JSON object, each figure to 3 decimals:
+    what ``--json`` prints."""
+    return orjson.dumps({k: round(v, 3) for k, v in asdict(result).items()})
 
 
 def run_tag() -> str:
@@ -54,14 +64,10 @@ async def publish_chunks(
     settings: Settings, topic: str, chunks: Iterable[Sequence[tuple[bytes, bytes]]]
 ) -> None:
     """Send ``(key, value)`` chunks to ``topic``, each chunk acknowledged before the next."""
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    try:
+    async with producing(settings.kafka, f"sending to {topic}") as producer:
         for chunk in chunks:
             futures = [await producer.send(topic, value, key=key) for key, value in chunk]
             await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
 
 
 async def until(condition: Callable[[], bool], what: str, timeout_s: float) -> None:

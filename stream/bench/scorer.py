@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ from consumers.predict import PredictThreads, thread_limit
 from consumers.service import compile_model
 from producers.pacing import Pacer
 from stream.bench.common import (
+    figures_json,
     holdout_listings,
     listing_chunks,
     peak_rss_mb,
@@ -53,7 +54,7 @@ from stream.contract.decoding import decode_listing
 from stream.contract.events import PredictionEvent
 from stream.contract.features import FEATURES
 from stream.contract.times import parse_rfc3339, rfc3339
-from stream.kafka.clients import make_consumer, make_producer, wait_until_reachable
+from stream.kafka.clients import make_consumer, make_producer, producing, wait_until_reachable
 from stream.kafka.topics import TopicSpec, delete_topics, ensure_topics
 from stream.model.load import load_model
 from stream.model.predict import LoadedModel
@@ -76,7 +77,7 @@ class BenchResult:
 
     def to_json(self) -> bytes:
         """One JSON object with the keys above."""
-        return orjson.dumps({k: round(v, 3) for k, v in asdict(self).items()})
+        return figures_json(self)
 
 
 async def bench_scorer(
@@ -322,9 +323,7 @@ async def _discard(child: asyncio.subprocess.Process) -> None:
 
 async def _publish_paced(settings: Settings, topic: str, rate: float, total: int) -> None:
     base = holdout_listings()
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    try:
+    async with producing(settings.kafka, f"sending to {topic}") as producer:
         pacer, sent = Pacer(rate, max_chunk=100), 0
         while sent < total:
             n = min(await pacer.release(sent), total - sent)
@@ -334,8 +333,6 @@ async def _publish_paced(settings: Settings, topic: str, rate: float, total: int
                 await producer.send(topic, orjson.dumps(event))
             sent += n
         await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def _lags(settings: Settings, topic: str, total: int) -> npt.NDArray[np.float64]:

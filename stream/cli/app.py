@@ -16,10 +16,10 @@ import stamina.instrumentation
 import typer
 from rich.console import Console
 
+from stream.service.runtime import FORCED_EXIT
+
 #: The signals that stop a command: Ctrl-C, ``kill``, and a closed terminal.
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-#: A second signal: exit at once (128 + SIGINT, as shells report it).
-FORCED_EXIT: Final = 130
 
 app = typer.Typer(
     name="appraise",

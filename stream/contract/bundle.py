@@ -10,7 +10,7 @@ sums), so the cost of a window grows with its panes, not its events.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,11 +71,3 @@ class SketchBundle:
             self.missing[name] += other.missing.get(name, 0)
         for name in CATEGORICAL_FEATURES:
             self.categories[name].update(other.categories[name])
-
-    @classmethod
-    def merged(cls, bundles: Iterable[SketchBundle], k: int = DEFAULT_K) -> SketchBundle:
-        """A new bundle holding the union of ``bundles`` (empty if there are none)."""
-        out = cls(k)
-        for bundle in bundles:
-            out.merge(bundle)
-        return out

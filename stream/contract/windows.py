@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Annotated, Final, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from stream.contract.times import rfc3339
 
@@ -137,10 +137,7 @@ class ErrorRecord(_Window):
 
 
 WindowRecord = Annotated[DriftRecord | ErrorRecord, Field(discriminator="kind")]
-
-
-class _Envelope(BaseModel):
-    record: WindowRecord
+_READER: Final[TypeAdapter[DriftRecord | ErrorRecord]] = TypeAdapter(WindowRecord)
 
 
 def read_window_record(value: bytes | None) -> DriftRecord | ErrorRecord | None:
@@ -151,6 +148,6 @@ def read_window_record(value: bytes | None) -> DriftRecord | ErrorRecord | None:
         data = orjson.loads(value)
         if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
             return None
-        return _Envelope.model_validate({"record": data}).record
+        return _READER.validate_python(data)
     except (orjson.JSONDecodeError, ValidationError):
         return None

@@ -17,14 +17,13 @@ from stream.contract.decoding import decode, decode_listing
 from stream.contract.events import SaleEvent
 from stream.contract.features import FEATURES
 from stream.contract.reasons import InvalidEvent
+from stream.contract.windows import QUANTILES
 from stream.errors import DataError
 from stream.kafka.ranges import RangeProgress, TopicRange, read_range, records_in
 from stream.kafka.topics import topic_partitions
 from stream.model.load import load_model
 from stream.model.predict import LoadedModel
 from stream.settings import Settings
-
-QUANTILES = (0.1, 0.5, 0.9, 0.99)
 
 
 @dataclass(frozen=True, slots=True)

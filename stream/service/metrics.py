@@ -13,32 +13,33 @@ from prometheus_client.process_collector import ProcessCollector
 from stream.contract.metrics import MetricName
 
 
-def _check(spec: MetricName, kind: str) -> None:
+def expect_kind(spec: MetricName, kind: str) -> None:
+    """TypeError unless the catalogue declares ``spec`` as a ``kind``."""
     if spec.kind != kind:
         raise TypeError(f"{spec.name} is a {spec.kind} in the catalogue, not a {kind}")
 
 
 def counter(spec: MetricName, registry: CollectorRegistry) -> Counter:
     """The catalogue's counter ``spec`` on ``registry``."""
-    _check(spec, "counter")
+    expect_kind(spec, "counter")
     return Counter(spec.base, spec.help, spec.labels, registry=registry)
 
 
 def gauge(spec: MetricName, registry: CollectorRegistry) -> Gauge:
     """The catalogue's gauge ``spec`` on ``registry``."""
-    _check(spec, "gauge")
+    expect_kind(spec, "gauge")
     return Gauge(spec.base, spec.help, spec.labels, registry=registry)
 
 
 def histogram(spec: MetricName, registry: CollectorRegistry, buckets: Sequence[float]) -> Histogram:
     """The catalogue's histogram ``spec`` on ``registry`` with these bucket edges."""
-    _check(spec, "histogram")
+    expect_kind(spec, "histogram")
     return Histogram(spec.base, spec.help, spec.labels, buckets=buckets, registry=registry)
 
 
 def info(spec: MetricName, registry: CollectorRegistry) -> Info:
     """The catalogue's info ``spec`` on ``registry`` (its labels are the info's keys)."""
-    _check(spec, "info")
+    expect_kind(spec, "info")
     return Info(spec.base, spec.help, registry=registry)
 
 

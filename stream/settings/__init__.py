@@ -68,7 +68,10 @@ def load_settings(**overrides: Any) -> Settings:
     An ``APPRAISE_`` variable that names no setting is an error too: a typo must not silently
     fall back to a default.
     """
-    unknown = sorted(k for k in os.environ if k.upper().startswith(ENV_PREFIX) and not _known(k))
+    known = set(env_names())
+    unknown = sorted(
+        k for k in os.environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known
+    )
     if unknown:
         raise ConfigError(
             f"unknown setting {', '.join(unknown)}: expected one of {', '.join(env_names())}"
@@ -90,10 +93,6 @@ def env_names() -> list[str]:
         else:
             names.append(ENV_PREFIX + name.upper())
     return names
-
-
-def _known(key: str) -> bool:
-    return key.upper() in env_names()
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from stream.model.load import load_model
+from stream.service.process import die_with_parent_fn
 from stream.settings import KafkaSettings
 
 
@@ -93,6 +94,7 @@ def test_broker_says_it_is_ready_serves_and_stops_cleanly_on_ctrl_c() -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=clean,
+        preexec_fn=die_with_parent_fn(),  # a killed test run takes the broker with it
     )
     try:
         assert proc.stdout is not None

@@ -25,6 +25,7 @@ from stream.kafka.broker import BrokerPortInUse, EmbeddedBroker
 from stream.kafka.clients import make_admin, make_consumer, make_producer, wait_until_reachable
 from stream.kafka.ranges import end_offsets_via_highwater, offsets_for_time, read_time_range
 from stream.kafka.topics import TopicSpec, ensure_topics, topic_specs
+from stream.service.process import die_with_parent_fn
 from stream.settings import KafkaSettings, Settings, TopicSettings
 from tests.needs import until
 
@@ -141,7 +142,12 @@ asyncio.run(main())  # returns without stop(): the atexit hook must end the brok
 async def test_owner_exit_leaves_no_process(script: str, interrupt: bool, returncode: int) -> None:
     # Its own session, like a shell job: a terminal's Ctrl-C goes to the foreground group.
     owner = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE, start_new_session=True
+        sys.executable,
+        "-c",
+        script,
+        stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=die_with_parent_fn(),
     )
     assert owner.stdout is not None
     async with asyncio.timeout(30):
@@ -172,6 +178,7 @@ async def test_a_killed_owner_takes_its_broker_with_it() -> None:
         _RUNS_ON_SCRIPT,
         stdout=asyncio.subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=die_with_parent_fn(),
     )
     assert owner.stdout is not None
     async with asyncio.timeout(30):

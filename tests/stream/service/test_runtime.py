@@ -80,31 +80,31 @@ async def _ready(child: AppraiseProcess) -> None:
     raise AssertionError("not ready within 60 s:\n" + "".join(child.lines))
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-async def test_sigterm_drains_and_exits_0(
-    command: str, kafka_settings: KafkaSettings, new_topic: TopicFactory, model_dir: Path
+@pytest.mark.parametrize(
+    ("command", "sig"),
+    [
+        ("score", signal.SIGTERM),
+        ("aggregate", signal.SIGTERM),
+        ("score", signal.SIGHUP),  # the terminal that ran it was closed
+    ],
+    ids=["score-SIGTERM", "aggregate-SIGTERM", "score-SIGHUP"],
+)
+async def test_a_signal_drains_and_exits_0(
+    command: str,
+    sig: signal.Signals,
+    kafka_settings: KafkaSettings,
+    new_topic: TopicFactory,
+    model_dir: Path,
 ) -> None:
     settings = await _settings(kafka_settings, new_topic, model_dir)
     async with appraise_process([command], settings_env(settings)) as child:
         await _ready(child)
-        child.signal(signal.SIGTERM)
+        child.signal(sig)
         code = await child.wait(settings.service.drain_deadline_s + 10)
     log = "".join(child.lines)
     assert code == CLEAN_EXIT, log
-    assert "SIGTERM, draining" in log
+    assert f"{sig.name}, draining" in log
     assert "drained in" in log
-
-
-async def test_sighup_drains_like_sigterm(
-    kafka_settings: KafkaSettings, new_topic: TopicFactory, model_dir: Path
-) -> None:
-    settings = await _settings(kafka_settings, new_topic, model_dir)
-    async with appraise_process(["score"], settings_env(settings)) as child:
-        await _ready(child)
-        child.signal(signal.SIGHUP)  # the terminal that ran it was closed
-        code = await child.wait(settings.service.drain_deadline_s + 10)
-    assert code == CLEAN_EXIT, "".join(child.lines)
-    assert "SIGHUP, draining" in "".join(child.lines)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
