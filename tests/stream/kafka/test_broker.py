@@ -38,12 +38,13 @@ TopicFactory = Callable[..., Awaitable[str]]
 _GROUP_DEADLINE_S = 30.0
 
 
-def _alive(pid: int) -> bool:
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped by whoever adopted it does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
         return False
-    return True
+    return state != "Z"
 
 
 def _group() -> str:
@@ -92,7 +93,7 @@ async def test_start_stop_leaves_no_process() -> None:
     await broker.start()
     pid, port = broker.pid, broker.port
     assert pid is not None
-    assert _alive(pid)
+    assert _running(pid)
     assert broker.running
     assert broker.ready_after_s is not None
     assert broker.version
@@ -100,7 +101,7 @@ async def test_start_stop_leaves_no_process() -> None:
     await broker.stop()
     await broker.stop()  # idempotent
     assert not broker.running
-    assert not _alive(pid)
+    assert not _running(pid)
     with socket.socket() as sock:  # the port is free again
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
@@ -134,13 +135,10 @@ asyncio.run(main())  # returns without stop(): the atexit hook must end the brok
 """
 
 
-@pytest.mark.parametrize(
-    ("script", "interrupt", "returncode"),
-    [(_CTRL_C_SCRIPT, True, 130), (_NO_STOP_SCRIPT, False, 0)],
-    ids=["ctrl-c", "exit-without-stop"],
-)
-async def test_owner_exit_leaves_no_process(script: str, interrupt: bool, returncode: int) -> None:
-    # Its own session, like a shell job: a terminal's Ctrl-C goes to the foreground group.
+async def _start_owner(script: str) -> tuple[asyncio.subprocess.Process, int]:
+    """A Python process running ``script``, which starts a broker and prints its pid; in its
+    own session like a shell job (a terminal's Ctrl-C goes to the foreground group).
+    Returns the process and the broker's pid."""
     owner = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -151,38 +149,30 @@ async def test_owner_exit_leaves_no_process(script: str, interrupt: bool, return
     )
     assert owner.stdout is not None
     async with asyncio.timeout(30):
-        pid = int(await owner.stdout.readline())
+        return owner, int(await owner.stdout.readline())
+
+
+@pytest.mark.parametrize(
+    ("script", "interrupt", "returncode"),
+    [(_CTRL_C_SCRIPT, True, 130), (_NO_STOP_SCRIPT, False, 0)],
+    ids=["ctrl-c", "exit-without-stop"],
+)
+async def test_owner_exit_leaves_no_process(script: str, interrupt: bool, returncode: int) -> None:
+    owner, pid = await _start_owner(script)
+    async with asyncio.timeout(30):
         if interrupt:
-            assert _alive(pid)
+            assert _running(pid)
             # The broker is outside the group, so clients can drain before stop() ends it.
             assert os.getpgid(pid) != os.getpgid(owner.pid)
             os.killpg(owner.pid, signal.SIGINT)
         assert await owner.wait() == returncode
-    assert not _alive(pid)
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting to be reaped by whoever adopted it does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    assert not _running(pid)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent-death signal is Linux's")
 async def test_a_killed_owner_takes_its_broker_with_it() -> None:
-    owner = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _RUNS_ON_SCRIPT,
-        stdout=asyncio.subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=die_with_parent_fn(),
-    )
-    assert owner.stdout is not None
+    owner, pid = await _start_owner(_RUNS_ON_SCRIPT)
     async with asyncio.timeout(30):
-        pid = int(await owner.stdout.readline())
         assert _running(pid)
         owner.kill()  # no handler, no atexit hook: only the kernel can end the broker now
         assert await owner.wait() == -signal.SIGKILL
@@ -223,7 +213,7 @@ async def test_port_taken_after_the_check_is_still_reported(
     with pytest.raises(BrokerPortInUse, match="APPRAISE_BROKER__PORT"):
         await second.start()
     assert second.pid is not None
-    assert not _alive(second.pid)
+    assert not _running(second.pid)
     assert broker.running
 
 
@@ -255,7 +245,7 @@ async def test_a_broker_that_never_answers_times_out_and_is_ended(
         await broker.start()
     assert "starting, slowly" in str(info.value)
     assert broker.pid is not None
-    assert not _alive(broker.pid)
+    assert not _running(broker.pid)
 
 
 def test_the_embedded_broker_refuses_tls_and_sasl_settings() -> None:
