@@ -12,8 +12,15 @@ import math
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 
+from stream.aggregate.policy import DriftPolicy
 from stream.aggregate.state import ErrorPane, PaneState, partial_digest
-from stream.aggregate.summary import ErrorSummary, WindowAggregate, WindowSummary, summarise
+from stream.aggregate.summary import (
+    ErrorSummary,
+    WindowAggregate,
+    WindowSummary,
+    summarise,
+    summarise_errors,
+)
 from stream.aggregate.windows import Admission, Clock, Window, WindowSpec, common_pane_width
 from stream.contract.panes import decode_pane
 from stream.errors import DataError
@@ -38,7 +45,7 @@ class PaneWindows:
 
     Args:
         specs: the windows (``stream.aggregate.windows.window_specs``).
-        settings: lateness, minimum events, PSI threshold.
+        settings: lateness (and the drift policy's settings).
         profile: the reference the drift is measured against; its ``sketch_k`` is the sketch
             size every pane must have.
         panes: table of pane states, key ``<model version>/<pane start>``.
@@ -56,6 +63,7 @@ class PaneWindows:
         self.specs = tuple(specs)
         self.settings = settings
         self.profile = profile
+        self.policy = DriftPolicy.of(settings)
         self.k = profile.sketch_k
         self.panes = panes
         self.clocks = clocks
@@ -121,13 +129,7 @@ class PaneWindows:
             state = self._load(_pane_key(window.model_version, start))
             if state is not None:
                 panes.append(state.pane)
-        return summarise(
-            window,
-            WindowAggregate.of(panes, self.k),
-            self.profile,
-            min_events=self.settings.min_events,
-            psi_threshold=self.settings.psi_threshold,
-        )
+        return summarise(window, WindowAggregate.of(panes, self.k), self.profile, self.policy)
 
 
 class ErrorWindows:
@@ -138,16 +140,25 @@ class ErrorWindows:
 
     Args:
         specs: the windows.
-        lateness: allowed lateness in seconds.
+        settings: lateness (and the drift policy's settings, for target drift).
+        profile: the training sale prices target drift is measured against.
         panes: table of error panes, key ``<model version>/<pane start>``.
         clocks: table of clocks, key ``<model version>``.
     """
 
     def __init__(
-        self, specs: Sequence[WindowSpec], lateness: float, panes: Table, clocks: Table
+        self,
+        specs: Sequence[WindowSpec],
+        settings: AggregateSettings,
+        profile: ReferenceProfile,
+        panes: Table,
+        clocks: Table,
     ) -> None:
         self.specs = tuple(specs)
-        self.lateness = lateness
+        self.lateness = settings.allowed_lateness_seconds
+        self.profile = profile
+        self.policy = DriftPolicy.of(settings)
+        self.k = profile.sketch_k
         self.width = common_pane_width(self.specs)
         self.panes = panes
         self.clocks = clocks
@@ -161,17 +172,17 @@ class ErrorWindows:
         if admission.accepted:
             key = _pane_key(version, start)
             stored = self.panes.get(key)
-            pane = ErrorPane() if stored is None else ErrorPane.from_text(stored)
+            pane = ErrorPane.of(self.k) if stored is None else ErrorPane.from_text(stored, self.k)
             pane.add(predicted, actual)
             self.panes[key] = pane.to_text()
         closed, expired = clock.advance(start, self.specs, self.lateness)
         for window, starts in closed:
-            total = ErrorPane()
+            total = ErrorPane.of(self.k)
             for s in starts:
                 stored = self.panes.get(_pane_key(version, s))
                 if stored is not None:
-                    total.merge(ErrorPane.from_text(stored))
-            outcome.closed_errors.append(ErrorSummary(window, total))
+                    total.merge(ErrorPane.from_text(stored, self.k))
+            outcome.closed_errors.append(summarise_errors(window, total, self.profile, self.policy))
         for s in expired:
             self.panes.pop(_pane_key(version, s), None)
         self.clocks[version] = clock.to_json()

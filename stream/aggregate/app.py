@@ -85,6 +85,7 @@ class AggregateApp(Component):
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        metrics.set_importance(profile)
         agg = settings.aggregate
         topics = settings.topics
         self.app = app = faust.App(agg.app_id, **faust_settings(settings))
@@ -110,7 +111,7 @@ class AggregateApp(Component):
             specs, agg, profile, table("pane-states"), table("pane-clocks")
         )
         self.error_windows = ErrorWindows(
-            specs, agg.allowed_lateness_seconds, table("error-panes"), table("error-clocks")
+            specs, agg, profile, table("error-panes"), table("error-clocks")
         )
         self.recent = table("recent-predictions")
         self.retention = Retention(agg.prediction_retention_seconds)

@@ -2,9 +2,9 @@
 
 Every name, type, label set and help text comes from the catalogue
 (:mod:`stream.contract.metrics`). Labels are bounded: ``window`` (two values), ``quantile``
-(four), ``feature`` (the model's 20), ``model_version`` (at most ``max_model_versions``; the
-series of older versions are removed), ``topic``/``partition`` (the app's assigned partitions;
-revoked ones removed).
+(four), ``feature`` (the model's 20), ``rank`` (1-3), ``model_version`` (at most
+``max_model_versions``; the series of older versions are removed), ``topic``/``partition`` (the
+app's assigned partitions; revoked ones removed).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from stream.aggregate.summary import ErrorSummary, WindowSummary
 from stream.contract import metrics as names
 from stream.contract.features import CATEGORICAL_FEATURES, FEATURES
 from stream.contract.windows import QUANTILES, quantile_key
+from stream.model.profile import ReferenceProfile
 from stream.service import metrics as build
 
 
@@ -64,9 +65,15 @@ class AggregateMetrics:
         self.feature_missing = build.gauge(names.FEATURE_MISSING, r)
         self.feature_unseen = build.gauge(names.FEATURE_UNSEEN, r)
         self.drifting_share = build.gauge(names.DRIFTING_SHARE, r)
+        self.prediction_score = build.gauge(names.PREDICTION_SCORE, r)
+        self.feature_score = build.gauge(names.FEATURE_SCORE, r)
+        self.cause_score = build.gauge(names.CAUSE_SCORE, r)
+        self.feature_importance = build.gauge(names.FEATURE_IMPORTANCE, r)
         self.realised_mae = build.gauge(names.REALISED_MAE, r)
         self.realised_mape = build.gauge(names.REALISED_MAPE, r)
         self.realised_sales = build.gauge(names.REALISED_SALES, r)
+        self.target_psi = build.gauge(names.TARGET_PSI, r)
+        self.target_score = build.gauge(names.TARGET_SCORE, r)
         for window in windows:
             for counter in (self.panes_late, self.panes_dropped, self.windows_closed):
                 counter.labels(window)
@@ -94,9 +101,15 @@ class AggregateMetrics:
             self.feature_missing,
             self.feature_unseen,
             self.drifting_share,
+            self.prediction_score,
+            self.feature_score,
+            self.cause_score,
+            self.feature_importance,
             self.realised_mae,
             self.realised_mape,
             self.realised_sales,
+            self.target_psi,
+            self.target_score,
         ]
 
     def use_version(self, version: str) -> None:
@@ -112,6 +125,12 @@ class AggregateMetrics:
             # Label values in declaration order; model_version is always last.
             for labels in [key for key in _label_sets(gauge) if key[-1] == version]:
                 gauge.remove(*labels)
+
+    def set_importance(self, profile: ReferenceProfile) -> None:
+        """Export the reference profile's feature importances (beside the drift scores)."""
+        self.use_version(profile.model_version)
+        for name, value in profile.importance.items():
+            self.feature_importance.labels(name, profile.model_version).set(value)
 
     # -- results -------------------------------------------------------------------------------
 
@@ -132,27 +151,47 @@ class AggregateMetrics:
             return
         for q, quantile in summary.quantiles.items():
             self.quantile.labels(window, quantile_key(q), version).set(quantile)
-        self.prediction_psi.labels(window, version).set(drift.prediction_psi)
-        self.prediction_ks.labels(window, version).set(drift.prediction_ks)
+        prediction = drift.prediction
+        _set(self.prediction_psi, prediction.psi.statistic, window, version)
+        _set(self.prediction_score, prediction.score, window, version)
+        _set(self.prediction_ks, prediction.ks, window, version)
         self.drifting_share.labels(window, version).set(drift.drifting_share)
         for name, value in drift.features.items():
-            self.feature_psi.labels(window, name, version).set(value.psi)
+            _set(self.feature_psi, value.psi.statistic, window, name, version)
+            _set(self.feature_score, value.score, window, name, version)
             self.feature_missing.labels(window, name, version).set(value.missing_rate)
-            if not math.isnan(value.ks):
-                self.feature_ks.labels(window, name, version).set(value.ks)
-            if not math.isnan(value.unseen_rate):
-                self.feature_unseen.labels(window, name, version).set(value.unseen_rate)
+            _set(self.feature_ks, value.ks, window, name, version)
+            _set(self.feature_unseen, value.unseen_rate, window, name, version)
+        self._clear_causes(window, version)
+        for rank, cause in enumerate(drift.causes, start=1):
+            self.cause_score.labels(window, str(rank), cause.feature, version).set(cause.score)
 
     def _clear_drift(self, window: str, version: str) -> None:
         for q in QUANTILES:
             _remove(self.quantile, window, quantile_key(q), version)
-        for gauge in (self.prediction_psi, self.prediction_ks, self.drifting_share):
+        for gauge in (
+            self.prediction_psi,
+            self.prediction_score,
+            self.prediction_ks,
+            self.drifting_share,
+        ):
             _remove(gauge, window, version)
         for name in FEATURES:
-            for gauge in (self.feature_psi, self.feature_missing, self.feature_ks):
+            for gauge in (
+                self.feature_psi,
+                self.feature_score,
+                self.feature_missing,
+                self.feature_ks,
+            ):
                 _remove(gauge, window, name, version)
         for name in CATEGORICAL_FEATURES:
             _remove(self.feature_unseen, window, name, version)
+        self._clear_causes(window, version)
+
+    def _clear_causes(self, window: str, version: str) -> None:
+        for labels in _label_sets(self.cause_score):
+            if labels[0] == window and labels[-1] == version:
+                self.cause_score.remove(*labels)
 
     def errors_closed(self, summary: ErrorSummary) -> None:
         """Export a closed window's realised error."""
@@ -161,6 +200,9 @@ class AggregateMetrics:
         self.realised_sales.labels(window, version).set(summary.errors.sales)
         self.realised_mae.labels(window, version).set(summary.errors.mae_dollars)
         self.realised_mape.labels(window, version).set(summary.errors.mape)
+        target = summary.target
+        _set(self.target_psi, math.nan if target is None else target.psi.statistic, window, version)
+        _set(self.target_score, math.nan if target is None else target.score, window, version)
 
     def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         """Set the lag of every assigned partition; remove the series of the others."""
@@ -179,3 +221,11 @@ def _label_sets(gauge: Gauge) -> Iterable[tuple[str, ...]]:
 def _remove(gauge: Gauge, *labels: str) -> None:
     if tuple(labels) in gauge._metrics:
         gauge.remove(*labels)
+
+
+def _set(gauge: Gauge, value: float, *labels: str) -> None:
+    """Set the series, or remove it when there is no value (NaN): absent, not NaN or stale."""
+    if math.isnan(value):
+        _remove(gauge, *labels)
+    else:
+        gauge.labels(*labels).set(value)

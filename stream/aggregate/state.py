@@ -21,13 +21,15 @@ import orjson
 from stream.contract.bundle import SketchBundle
 from stream.contract.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
 from stream.contract.panes import Pane, decode_pane
-from stream.contract.sketch import QuantileSketch, SketchError, state_key_for
+from stream.contract.sketch import DEFAULT_K, QuantileSketch, SketchError, state_key_for
 from stream.errors import DataError
 
 PANE_STATE_FORMAT: Final = "appraise.pane-state/2"
 #: The first stored form: state key, digests, then the wire's pane record, one a line.
 _PANE_STATE_V1: Final = "appraise.pane-state/1"
-ERROR_STATE_FORMAT: Final = "appraise.error-pane/1"
+ERROR_STATE_FORMAT: Final = "appraise.error-pane/2"
+#: The first stored form of an error pane: sums only, no sketch of the sale prices.
+_ERROR_STATE_V1: Final = "appraise.error-pane/1"
 # How many digests of merged partials a pane remembers: a pane gets one partial per scorer and
 # publish interval (about one a second each), so this covers minutes of redelivery.
 _MAX_DIGESTS: Final = 512
@@ -122,7 +124,8 @@ def _state(data: dict[str, Any], k: int) -> PaneState:
 
 @dataclass
 class ErrorPane:
-    """Realised error of the sales of one pane of sale time, for one model version.
+    """Realised error of the sales of one pane of sale time, for one model version, and a sketch
+    of their sale prices (target drift).
 
     Sums rather than means, so panes and windows merge by addition.
     """
@@ -130,19 +133,29 @@ class ErrorPane:
     sales: int = 0
     abs_error_dollars: float = 0.0
     abs_pct_error: float = 0.0
+    prices: QuantileSketch = field(default_factory=QuantileSketch.empty)
+    """Sale prices, US dollars."""
+
+    @classmethod
+    def of(cls, k: int = DEFAULT_K) -> ErrorPane:
+        """An empty pane whose price sketch has size ``k``."""
+        return cls(prices=QuantileSketch.empty(k))
 
     def add(self, predicted: float, actual: float) -> None:
         """Fold one joined sale in: predicted and actual price in US dollars (actual > 0)."""
+        predicted, actual = float(predicted), float(actual)
         error = abs(predicted - actual)
         self.sales += 1
         self.abs_error_dollars += error
         self.abs_pct_error += error / actual
+        self.prices.update(actual)
 
     def merge(self, other: ErrorPane) -> None:
-        """Fold another pane's sums in."""
+        """Fold another pane's sums and prices in."""
         self.sales += other.sales
         self.abs_error_dollars += other.abs_error_dollars
         self.abs_pct_error += other.abs_pct_error
+        self.prices.merge(other.prices)
 
     @property
     def mae_dollars(self) -> float:
@@ -155,23 +168,30 @@ class ErrorPane:
         return self.abs_pct_error / self.sales if self.sales else float("nan")
 
     def to_text(self) -> str:
-        """JSON with the state key."""
+        """JSON with the state key (format and sketch parameters)."""
         return orjson.dumps(
             {
                 "format": ERROR_STATE_FORMAT,
+                "sketch": self.prices.state_key,
                 "sales": self.sales,
                 "abs": self.abs_error_dollars,
                 "pct": self.abs_pct_error,
+                "prices": _b64(self.prices),
             }
         ).decode()
 
     @classmethod
-    def from_text(cls, text: str) -> ErrorPane:
-        """Rebuild :meth:`to_text` output; :class:`DataError` for anything else."""
+    def from_text(cls, text: str, k: int = DEFAULT_K) -> ErrorPane:
+        """Rebuild :meth:`to_text` output written with sketch size ``k`` (or the first stored
+        form, which had no prices: an empty sketch); :class:`DataError` for anything else."""
         try:
             data = orjson.loads(text)
-            if data["format"] != ERROR_STATE_FORMAT:
-                raise DataError(f"error pane format {data['format']!r}")
-            return cls(int(data["sales"]), float(data["abs"]), float(data["pct"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            if data["format"] == _ERROR_STATE_V1:
+                prices = QuantileSketch.empty(k)
+            elif data["format"] != ERROR_STATE_FORMAT or data["sketch"] != state_key_for(k):
+                raise DataError(f"error pane {data['format']!r}, sketch {data.get('sketch')!r}")
+            else:
+                prices = _sketch(data["prices"], k)
+            return cls(int(data["sales"]), float(data["abs"]), float(data["pct"]), prices)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, SketchError) as exc:
             raise DataError(f"not an error pane: {exc!r}") from exc

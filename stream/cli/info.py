@@ -8,6 +8,7 @@ from typing import Annotated
 import orjson
 import typer
 
+from stream.aggregate.policy import DriftPolicy
 from stream.contract.events import EVENT_TYPES, json_schema
 from stream.settings import load_settings
 
@@ -22,6 +23,16 @@ def schema(
 
 
 def show_settings() -> None:
-    """Print the settings in force (from APPRAISE_* variables and defaults; secrets hidden)."""
+    """Print the settings in force (from APPRAISE_* variables and defaults; secrets hidden),
+    and what they imply (``derived``: the drift decisions' false-alarm level per test)."""
     settings = load_settings()
-    sys.stdout.write(settings.model_dump_json(indent=2) + "\n")
+    policy = DriftPolicy.of(settings.aggregate)
+    shown = settings.model_dump(mode="json")
+    shown["derived"] = {
+        "drift": {
+            "tests_per_day": policy.tests_per_day,
+            "false_alarm_level_per_test": policy.alpha,
+            "explained": policy.describe(),
+        }
+    }
+    sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -229,8 +229,41 @@ FEATURE_UNSEEN = _m(
 DRIFTING_SHARE = _m(
     "appraise_drifting_features_ratio",
     "gauge",
-    "Share of features whose PSI is above the threshold.",
+    "Share of features whose drift score is above 1.",
     _W,
+    _V,
+)
+PREDICTION_SCORE = _m(
+    "appraise_prediction_drift_score",
+    "gauge",
+    "PSI of the predictions over the larger of the material threshold and its critical value "
+    "at the window's size: above 1 is drift.",
+    _W,
+    _V,
+)
+FEATURE_SCORE = _m(
+    "appraise_feature_drift_score",
+    "gauge",
+    "PSI of a feature over the larger of the material threshold and its critical value at the "
+    "window's size: above 1 is drift.",
+    _W,
+    "feature",
+    _V,
+)
+CAUSE_SCORE = _m(
+    "appraise_drift_cause_score",
+    "gauge",
+    "Drift score of the drifting features ranked 1-3 by score x importance (likely causes).",
+    _W,
+    "rank",
+    "feature",
+    _V,
+)
+FEATURE_IMPORTANCE = _m(
+    "appraise_feature_importance",
+    "gauge",
+    "Permutation importance of a feature on the validation folds (drop in R² of log price).",
+    "feature",
     _V,
 )
 REALISED_MAE = _m(
@@ -249,6 +282,21 @@ REALISED_MAPE = _m(
 )
 REALISED_SALES = _m(
     "appraise_realised_error_sales", "gauge", "Sales joined in the last closed window.", _W, _V
+)
+TARGET_PSI = _m(
+    "appraise_target_psi",
+    "gauge",
+    "PSI of the sale prices joined in the last closed window against the training prices.",
+    _W,
+    _V,
+)
+TARGET_SCORE = _m(
+    "appraise_target_drift_score",
+    "gauge",
+    "PSI of the sale prices over the larger of the material threshold and its critical value: "
+    "above 1 is target drift.",
+    _W,
+    _V,
 )
 
 AGGREGATE: Final = (
@@ -273,9 +321,15 @@ AGGREGATE: Final = (
     FEATURE_MISSING,
     FEATURE_UNSEEN,
     DRIFTING_SHARE,
+    PREDICTION_SCORE,
+    FEATURE_SCORE,
+    CAUSE_SCORE,
+    FEATURE_IMPORTANCE,
     REALISED_MAE,
     REALISED_MAPE,
     REALISED_SALES,
+    TARGET_PSI,
+    TARGET_SCORE,
 )
 
 #: Every metric of each service, for the docs check and the exporters' own tests.

@@ -90,6 +90,18 @@ class QuantileSketch:
         """Single-sided normalised rank error of ranks, quantiles and CDF (99 % confidence)."""
         return float(self._sketch.normalized_rank_error(False))
 
+    @property
+    def exact(self) -> bool:
+        """True while the sketch holds every value it saw (at most ``k`` of them): its ranks,
+        quantiles and CDF are then exact."""
+        return not self._sketch.is_estimation_mode()
+
+    @property
+    def error(self) -> float:
+        """The rank error in force: :attr:`rank_error` once the sketch has compacted, 0 while it
+        is :attr:`exact`."""
+        return 0.0 if self.exact else self.rank_error
+
     def update(self, values: npt.ArrayLike) -> None:
         """Fold ``values`` in. NaN and ±inf are skipped: missing values are counted elsewhere, and
         an infinity would make every quantile edge above it meaningless."""

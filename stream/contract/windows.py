@@ -6,10 +6,14 @@ RFC 3339 UTC, ``model_version``) and the format ``appraise.window/1``:
 
 ``drift``
     events and panes counted, the prediction quantiles against the reference's, and, when the
-    window had at least ``min_events`` events, PSI/KS per feature, missing and unseen rates, the
-    drifting features and their share, and the bin shares each PSI was computed from.
+    window had at least ``min_events`` events: per feature and for the predictions PSI and KS
+    with their critical values at the window's size, the drift score (PSI over the larger of the
+    material threshold and its critical value; above 1 is drift) and the decision, missing and
+    unseen rates; the drifting features, their share and the likely causes (drifting features
+    by score x importance); the false-alarm level per test; the bin shares each PSI compared.
 ``realised_error``
-    sales joined to their predictions by sale time: how many, MAE (US dollars), MAPE (fraction).
+    sales joined to their predictions by sale time: how many, MAE (US dollars), MAPE (fraction),
+    and the drift of the sale prices against the training prices (target drift).
 
 Key: ``<kind>/<window>/<start>/<model version>``. A statistic that does not apply (KS of a
 categorical feature) or could not be computed is ``null``. Readers ignore fields they do not
@@ -48,20 +52,36 @@ class _Part(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
-class FeatureStats(_Part):
-    """One feature's statistics in one window."""
+class PredictionStats(_Part):
+    """Drift statistics of one quantity in one window: the predictions, the sale prices, or
+    (as :class:`FeatureStats`) a feature."""
 
     psi: float | None
     ks: float | None = Field(description="null for a categorical feature")
+    psi_critical: float | None = Field(
+        default=None, description="PSI sampling noise reaches at the window's level and size"
+    )
+    ks_critical: float | None = Field(default=None, description="the same for KS")
+    score: float | None = Field(
+        default=None,
+        description="PSI over the larger of psi_threshold and psi_critical: above 1 is drift",
+    )
+    drifting: bool = Field(default=False, description="score above 1")
+
+
+class FeatureStats(PredictionStats):
+    """One feature's statistics in one window."""
+
     missing_rate: float | None
     unseen_rate: float | None = Field(description="null for a numeric feature")
 
 
-class PredictionStats(_Part):
-    """The predictions' statistics in one window."""
+class Cause(_Part):
+    """A drifting feature named as a likely cause of the window's drift."""
 
-    psi: float | None
-    ks: float | None
+    feature: str
+    score: float
+    importance: float = Field(description="the model's permutation importance of the feature")
 
 
 class Distribution(_Part):
@@ -75,8 +95,10 @@ class Distribution(_Part):
 
     edges: list[float] | None = None
     categories: list[str] | None = None
-    reference: list[float]
+    reference: list[float] = Field(description="shares of all rows; the rest were missing")
     current: list[float] | None
+    reference_missing: float = Field(default=0.0, description="share of rows with no value")
+    current_missing: float | None = None
 
 
 class Distributions(_Part):
@@ -119,6 +141,13 @@ class DriftRecord(_Window):
     features: dict[str, FeatureStats] | None
     drifting_features: list[str] | None
     drifting_share: float | None = Field(description="share of the features drifting, 0..1")
+    likely_causes: list[Cause] | None = Field(
+        default=None, description="drifting features by score x importance, at most three"
+    )
+    psi_threshold: float | None = Field(default=None, description="the material PSI")
+    false_alarm_level: float | None = Field(
+        default=None, description="the false-alarm level of each test in this window"
+    )
     distributions: Distributions | None
 
     @property
@@ -134,6 +163,11 @@ class ErrorRecord(_Window):
     sales: int = Field(ge=0)
     mae_dollars: float | None = Field(description="mean absolute error, US dollars")
     mape: float | None = Field(description="mean absolute percentage error, a fraction")
+    target: PredictionStats | None = Field(
+        default=None,
+        description="drift of the sale prices against the training prices (null under "
+        "min_events sales)",
+    )
 
 
 WindowRecord = Annotated[DriftRecord | ErrorRecord, Field(discriminator="kind")]

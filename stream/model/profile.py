@@ -1,8 +1,10 @@
 """The reference profile: what "normal" looked like in training, so drift never rescans the data.
 
 For every numeric feature: a quantile sketch, the PSI bin edges (the reference's deciles, with
-repeats dropped) and the missing rate; for every categorical feature: category frequencies and the
-missing rate; for the model's out-of-fold predictions on the training sales: a sketch and bin edges.
+repeats dropped) with the exact share of the training values in each bin, the missing rate and
+the training range; for every categorical feature: category frequencies and the missing rate;
+the same numeric reference for the model's out-of-fold predictions on the training sales and for
+the training sale prices (target drift); and each feature's permutation importance.
 
 It is stored as JSON only (``reference_profile.json``): sketches are base64 of
 :meth:`QuantileSketch.to_bytes` next to their state key. No pickle anywhere.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -23,11 +26,13 @@ import orjson
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from stream.contract.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from stream.contract.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, TARGET
 from stream.contract.sketch import DEFAULT_K, QuantileSketch, state_key_for
 
 #: Deciles: ten bins of ~10 % each in the reference, coarse enough that sketch error stays small.
 DECILE_RANKS: Final = tuple(i / 10 for i in range(1, 10))
+#: The profile file's format; a profile written by an older version is refused (retrain).
+PROFILE_FORMAT: Final = "appraise-reference-profile/2"
 
 
 @dataclass(frozen=True)
@@ -37,10 +42,16 @@ class NumericReference:
     sketch: QuantileSketch
     #: Strictly increasing PSI bin edges (bins are left-closed, see ``stream.stats.drift``).
     bin_edges: tuple[float, ...]
+    #: Exact share of the values (missing ones excluded) in each of the ``len(bin_edges) + 1``
+    #: bins, counted at training: the frozen bins carry no sketch error.
+    fractions: tuple[float, ...]
     #: Share of rows with no value (0..1).
     missing_rate: float
     #: Rows the reference was built from, missing ones included.
     rows: int
+    #: The smallest and largest value in training (NaN without values): the training range.
+    low: float
+    high: float
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,11 @@ class ReferenceProfile:
     categorical: Mapping[str, CategoricalReference]
     #: The model's out-of-fold predicted prices (US dollars) on the training sales.
     prediction: NumericReference
+    #: The training sale prices (US dollars): what target drift is measured against.
+    target: NumericReference
+    #: Permutation importance of each feature on the validation folds: the mean drop in R² of
+    #: log(price) when the feature's values are shuffled (0 or below: the model does not use it).
+    importance: Mapping[str, float]
 
     @property
     def sketch_state_key(self) -> str:
@@ -82,6 +98,8 @@ class ReferenceProfile:
                 for name, ref in self.categorical.items()
             },
             prediction=_numeric_out(self.prediction),
+            target=_numeric_out(self.target),
+            importance=dict(self.importance),
         )
         return orjson.dumps(
             document.model_dump(mode="json"), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -94,11 +112,19 @@ class ReferenceProfile:
         Raises ``pydantic.ValidationError`` / ``orjson.JSONDecodeError`` (both ``ValueError``) or
         ``stream.contract.sketch.SketchError`` if the document does not hold a valid profile.
         """
-        document = _ProfileFile.model_validate(orjson.loads(data))
+        raw = orjson.loads(data)
+        found = raw.get("format") if isinstance(raw, dict) else None
+        if found != PROFILE_FORMAT:
+            raise ValueError(
+                f"the profile's format is {found!r}, this version of appraise reads "
+                f"{PROFILE_FORMAT!r} (a model trained by an older version: train it again)"
+            )
+        document = _ProfileFile.model_validate(raw)
         k = document.sketch_k
         missing = sorted(
             {*NUMERIC_FEATURES} - document.numeric.keys()
             | {*CATEGORICAL_FEATURES} - document.categorical.keys()
+            | {*FEATURES} - document.importance.keys()
         )
         if missing:
             raise ValueError(f"the profile has no reference for {missing}")
@@ -113,6 +139,8 @@ class ReferenceProfile:
                 for name, ref in document.categorical.items()
             },
             prediction=_numeric_in(document.prediction, k),
+            target=_numeric_in(document.target, k),
+            importance=dict(document.importance),
         )
 
 
@@ -131,15 +159,21 @@ def decile_edges(values: npt.ArrayLike) -> tuple[float, ...]:
 
 
 def numeric_reference(values: npt.ArrayLike, k: int = DEFAULT_K) -> NumericReference:
-    """Sketch, decile edges and missing rate of one numeric column."""
+    """Sketch, decile edges with their exact shares, missing rate and range of one column."""
     array = np.asarray(values, dtype=np.float64)
     rows = int(array.size)
-    missing = int(np.count_nonzero(np.isnan(array)))
+    finite = array[np.isfinite(array)]
+    edges = decile_edges(array)
+    # Left-closed bins (-inf, e0), [e0, e1), ..., as stream.stats.drift.bin_fractions reads them.
+    counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1)
     return NumericReference(
         sketch=QuantileSketch.of(array, k),
-        bin_edges=decile_edges(array),
-        missing_rate=missing / rows if rows else 0.0,
+        bin_edges=edges,
+        fractions=tuple(float(c) / finite.size for c in counts) if finite.size else (),
+        missing_rate=(rows - finite.size) / rows if rows else 0.0,
         rows=rows,
+        low=float(finite.min()) if finite.size else math.nan,
+        high=float(finite.max()) if finite.size else math.nan,
     )
 
 
@@ -162,9 +196,11 @@ def build_profile(
     reference_predictions: npt.ArrayLike,
     *,
     model_version: str,
+    importance: Mapping[str, float],
     k: int = DEFAULT_K,
 ) -> ReferenceProfile:
-    """The profile of ``reference_rows`` (every feature column) and of the predicted prices."""
+    """The profile of ``reference_rows`` (every feature column and the sale price), of the
+    predicted prices, with each feature's ``importance``."""
     return ReferenceProfile(
         model_version=model_version,
         sketch_k=k,
@@ -176,6 +212,8 @@ def build_profile(
             name: categorical_reference(reference_rows[name]) for name in CATEGORICAL_FEATURES
         },
         prediction=numeric_reference(reference_predictions, k),
+        target=numeric_reference(reference_rows[TARGET].to_numpy(dtype=np.float64), k),
+        importance={name: float(importance[name]) for name in FEATURES},
     )
 
 
@@ -190,8 +228,11 @@ class _NumericFile(_Strict):
     state_key: str
     sketch: str = Field(description="base64 of QuantileSketch.to_bytes()")
     bin_edges: list[float]
+    fractions: list[float]
     missing_rate: float = Field(ge=0, le=1)
     rows: int = Field(ge=0)
+    low: float | None = Field(description="smallest training value; null without values")
+    high: float | None
 
 
 class _CategoricalFile(_Strict):
@@ -201,12 +242,14 @@ class _CategoricalFile(_Strict):
 
 
 class _ProfileFile(_Strict):
-    format: Literal["appraise-reference-profile/1"] = "appraise-reference-profile/1"
+    format: Literal["appraise-reference-profile/2"] = PROFILE_FORMAT
     model_version: str
     sketch_k: int
     numeric: dict[str, _NumericFile]
     categorical: dict[str, _CategoricalFile]
     prediction: _NumericFile
+    target: _NumericFile
+    importance: dict[str, float]
 
 
 def _numeric_out(ref: NumericReference) -> _NumericFile:
@@ -214,8 +257,11 @@ def _numeric_out(ref: NumericReference) -> _NumericFile:
         state_key=ref.sketch.state_key,
         sketch=base64.b64encode(ref.sketch.to_bytes()).decode("ascii"),
         bin_edges=list(ref.bin_edges),
+        fractions=list(ref.fractions),
         missing_rate=ref.missing_rate,
         rows=ref.rows,
+        low=None if math.isnan(ref.low) else ref.low,
+        high=None if math.isnan(ref.high) else ref.high,
     )
 
 
@@ -226,6 +272,8 @@ def _numeric_in(ref: _NumericFile, k: int) -> NumericReference:
         )
     if any(b <= a for a, b in itertools.pairwise(ref.bin_edges)):
         raise ValueError("bin edges must be strictly increasing")
+    if ref.fractions and len(ref.fractions) != len(ref.bin_edges) + 1:
+        raise ValueError("a numeric reference needs one share per bin (its edges + 1)")
     try:
         raw = base64.b64decode(ref.sketch, validate=True)
     except binascii.Error as exc:
@@ -233,6 +281,9 @@ def _numeric_in(ref: _NumericFile, k: int) -> NumericReference:
     return NumericReference(
         sketch=QuantileSketch.from_bytes(raw, k),
         bin_edges=tuple(ref.bin_edges),
+        fractions=tuple(ref.fractions),
         missing_rate=ref.missing_rate,
         rows=ref.rows,
+        low=math.nan if ref.low is None else ref.low,
+        high=math.nan if ref.high is None else ref.high,
     )

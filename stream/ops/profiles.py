@@ -56,10 +56,6 @@ PROFILES: Final[Mapping[str, Profile]] = {
                 "hopping_seconds": 30.0,
                 "hop_seconds": 10.0,
                 "allowed_lateness_seconds": 2.0,
-                # Under about 400 events a window's neighbourhood PSI is noise above 0.25 (the
-                # hold-out stream at 200 events reaches 0.34): no drift value rather than a
-                # false alert.
-                "min_events": 400,
             },
         },
         rules_time_divisor=10,

@@ -37,12 +37,25 @@ class AggregateSettings(Section):
         "passes its end plus this many seconds; later panes are counted as dropped",
     )
     min_events: int = Field(
-        default=200,
-        ge=1,
-        description="a closed window with fewer events exports counts but no drift values",
+        default=100,
+        ge=10,
+        description="a closed window with fewer events exports counts but no drift values or "
+        "quantiles (a floor only: the drift decision itself accounts for the window's size)",
     )
     psi_threshold: float = Field(
-        default=0.2, gt=0, description="a feature whose PSI is above this counts as drifting"
+        default=0.2,
+        gt=0,
+        description="the PSI a user calls material: a feature, the predictions or the sale "
+        "prices drift in a window when their PSI is above both this and what sampling noise "
+        "reaches at the window's size and false-alarm level",
+    )
+    false_alarm_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=36_500,
+        description="the false-alarm budget: expected days between false drift alerts across "
+        "every feature and window kind together; split evenly (Bonferroni) over the tests a "
+        "day of windows makes, which sets each test's level (appraise settings shows it)",
     )
     prediction_retention_seconds: float = Field(
         default=3_600.0,

@@ -48,6 +48,33 @@ def psi(
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def sample_psi(
+    expected: Sequence[float] | FloatArray,
+    actual: Sequence[float] | FloatArray,
+    *,
+    reference_rows: float,
+    events: float,
+) -> float:
+    """PSI between the shares of a reference of ``reference_rows`` and a window of ``events``.
+
+    An empty bin counts as half an observation of its own sample (``0.5 / n``), not as a fixed
+    ``eps``: a fixed floor makes one empty bin of a small window worth ``e * ln(e / eps)`` (0.69
+    for a 10 % bin), far more than its sampling noise, while half a count keeps small windows
+    within the chi-square bound :mod:`stream.stats.decision` compares them with. A bin empty on
+    both sides carries no information and is left out. NaN if a share is NaN.
+    """
+    e = np.asarray(expected, dtype=np.float64)
+    a = np.asarray(actual, dtype=np.float64)
+    if e.shape != a.shape or e.ndim != 1:
+        raise ValueError(f"expected and actual need the same 1-d shape, got {e.shape}, {a.shape}")
+    if e.size == 0 or not (np.isfinite(e).all() and np.isfinite(a).all()):
+        return math.nan
+    used = (e > 0) | (a > 0)
+    e = np.maximum(e[used], 0.5 / reference_rows)
+    a = np.maximum(a[used], 0.5 / events)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
 def bin_fractions(sketch: QuantileSketch, bin_edges: Sequence[float] | FloatArray) -> FloatArray:
     """Share of the sketch's values in each of the ``len(bin_edges) + 1`` bins.
 

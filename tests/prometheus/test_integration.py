@@ -114,6 +114,9 @@ def stack(
     producer_log, prometheus_log = run_dir / "producer.log", run_dir / "prometheus.log"
     produce = ["produce", "--loop", "--event-time", "live", "--rate", "100"]
     produce += ["--with-sales", "--sale-delay", "1"]
+    # One feature far off (lot areas 50 times too large), so the series that exist only while
+    # something drifts (the likely causes) are on the pages too.
+    produce += ["--scenario", "scale:feature=lot_area_sqft,factor=50"]
     prometheus_argv = [
         binary("prometheus"),
         f"--config.file={config}",
@@ -159,6 +162,7 @@ def stack(
             for expr in (
                 "sum(rate(appraise_predictions_total[4s])) > 0",
                 "appraise_feature_psi",
+                "appraise_drift_cause_score",
                 "appraise_prediction_quantile_dollars",
                 "appraise_realised_error_mape_ratio",
                 # Refreshed by a 1 s timer once the first window of a version has closed.

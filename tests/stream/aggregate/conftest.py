@@ -10,12 +10,16 @@ import pandas as pd
 import pytest
 
 from consumers.panes import PaneBook
-from stream.contract.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from stream.aggregate.policy import DriftPolicy
+from stream.contract.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
 from stream.contract.panes import encode_pane
 from stream.model import dataset
 from stream.model.profile import ReferenceProfile, build_profile
+from stream.settings import AggregateSettings
 
 VERSION = "0123456789ab"
+#: Importances for a profile without a model: living area matters most, bedrooms least.
+IMPORTANCE = dict.fromkeys(FEATURES, 0.01) | {"living_area_sqft": 0.25, "bedrooms": 0.001}
 
 #: ``make_panes(rows, prices, event_seconds, pane_seconds=10.0)``: encoded pane records.
 PaneMaker = Callable[..., list[bytes]]
@@ -38,7 +42,13 @@ def profile(training: pd.DataFrame) -> ReferenceProfile:
     """A reference profile of the training rows, with their sale prices as "predictions"
     (no model needed: the window code only compares distributions)."""
     prices = training["sale_price"].to_numpy(dtype=np.float64)
-    return build_profile(training, prices, model_version=VERSION)
+    return build_profile(training, prices, model_version=VERSION, importance=IMPORTANCE)
+
+
+@pytest.fixture(scope="session")
+def policy() -> DriftPolicy:
+    """The default drift policy (the default windows and budget) with a floor of 200 events."""
+    return DriftPolicy.of(AggregateSettings(min_events=200))
 
 
 def fold_rows(book: PaneBook, rows: pd.DataFrame, event_seconds: np.ndarray) -> None:

@@ -58,7 +58,7 @@ def test_panes_become_window_summaries(
     ]
     for summary in closed:
         assert summary.drift is not None
-        assert summary.drift.prediction_psi < 0.25
+        assert not summary.drift.prediction.drifting
     # Only panes of windows still open are kept.
     assert len(windows.panes) <= 12
 
@@ -140,8 +140,12 @@ def test_bad_records_are_refused(
     assert windows.clocks == {}
 
 
-def test_realised_error_per_window_of_sale_time() -> None:
-    windows = ErrorWindows(window_specs(SETTINGS), 10.0, {}, {})
+def _errors(profile: ReferenceProfile) -> ErrorWindows:
+    return ErrorWindows(window_specs(SETTINGS), SETTINGS, profile, {}, {})
+
+
+def test_realised_error_per_window_of_sale_time(profile: ReferenceProfile) -> None:
+    windows = _errors(profile)
     assert windows.width == 60.0
     for i in range(60):
         assert not windows.process("v1", T0 + i, predicted=110.0, actual=100.0).closed_errors
@@ -156,3 +160,25 @@ def test_realised_error_per_window_of_sale_time() -> None:
     assert late.admission is not None
     assert [w.name for w in late.admission.dropped] == ["1m", "2m"]
     assert not math.isnan(summary.errors.mape)
+    assert summary.target is None  # 60 sales: under min_events, no target drift
+    assert summary.record().target is None
+
+
+@pytest.mark.parametrize(("factor", "drifting"), [(1.0, False), (1.6, True)])
+def test_target_drift_compares_sale_prices_with_the_training_prices(
+    profile: ReferenceProfile, training: pd.DataFrame, factor: float, drifting: bool
+) -> None:
+    windows = _errors(profile)
+    prices = training["sale_price"].to_numpy(dtype=np.float64)[:600] * factor
+    for i, price in enumerate(prices):  # 10 sales a second for 60 s
+        windows.process("v1", T0 + i / 10, predicted=price, actual=price)
+    outcome = windows.process("v1", T0 + 130, predicted=1.0, actual=1.0)
+    (summary,) = [s for s in outcome.closed_errors if s.window.name == "1m"]
+    assert summary.errors.sales == 600
+    target = summary.target
+    assert target is not None
+    assert target.drifting is drifting
+    assert (target.score > 1) is drifting
+    record = summary.record()
+    assert record.target is not None
+    assert record.target.drifting is drifting

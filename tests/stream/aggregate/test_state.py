@@ -49,17 +49,31 @@ def test_state_stored_by_the_first_version_is_still_read(
     assert state.pane.key == decode_pane(raw).key
 
 
-def test_error_pane_sums_merge() -> None:
-    a, b = ErrorPane(), ErrorPane()
+def _sums(pane: ErrorPane) -> tuple[int, float, float, int, list[float]]:
+    quantiles = pane.prices.quantiles([0.0, 0.5, 1.0]).tolist()
+    return pane.sales, pane.abs_error_dollars, pane.abs_pct_error, pane.prices.n, quantiles
+
+
+def test_error_pane_sums_and_sale_prices_merge() -> None:
+    a, b = ErrorPane.of(200), ErrorPane.of(200)
     a.add(predicted=120.0, actual=100.0)
     b.add(predicted=150.0, actual=200.0)
     a.merge(b)
     assert (a.sales, a.mae_dollars) == (2, 35.0)
     assert a.mape == pytest.approx(0.225)
-    assert ErrorPane.from_text(a.to_text()) == a
+    assert a.prices.quantiles([0.0, 1.0]).tolist() == [100.0, 200.0]
+    assert _sums(ErrorPane.from_text(a.to_text(), 200)) == _sums(a)
     with pytest.raises(DataError):
         ErrorPane.from_text('{"format": "x"}')
+    with pytest.raises(DataError, match="sketch"):  # written with another sketch size
+        ErrorPane.from_text(a.to_text(), 100)
     assert np.isnan(ErrorPane().mape)
+
+
+def test_an_error_pane_stored_by_the_first_version_is_read_without_prices() -> None:
+    first = '{"format": "appraise.error-pane/1", "sales": 2, "abs": 70.0, "pct": 0.45}'
+    pane = ErrorPane.from_text(first, 200)
+    assert (pane.sales, pane.mae_dollars, pane.prices.n) == (2, 35.0, 0)
 
 
 def test_stored_prediction_round_trips() -> None:

@@ -12,14 +12,16 @@ import pytest
 from scipy import stats
 
 from consumers.panes import PaneBook
-from stream.aggregate.summary import MAX_CATEGORIES, OTHER, WindowAggregate, summarise
+from stream.aggregate.drift import MAX_CATEGORIES, OTHER
+from stream.aggregate.policy import DriftPolicy
+from stream.aggregate.summary import WindowAggregate, summarise
 from stream.aggregate.windows import Window
 from stream.contract.features import FEATURES, NUMERIC_FEATURES
 from stream.contract.panes import decode_pane
 from stream.contract.sketch import QuantileSketch
 from stream.contract.windows import QUANTILES
 from stream.model.profile import ReferenceProfile, decile_edges
-from stream.stats.drift import UNSEEN, ks_from_sketches, psi, psi_from_sketches
+from stream.stats.drift import UNSEEN, ks_from_sketches, psi_from_sketches, sample_psi
 from tests.stream.aggregate.conftest import VERSION, PaneMaker, fold_rows
 
 WINDOW = Window(60.0, "1m", 0.0, VERSION)
@@ -86,15 +88,17 @@ def _aggregate(rows: pd.DataFrame) -> WindowAggregate:
 
 
 def test_summary_of_a_window_like_the_reference(
-    profile: ReferenceProfile, training: pd.DataFrame
+    profile: ReferenceProfile, training: pd.DataFrame, policy: DriftPolicy
 ) -> None:
-    summary = summarise(WINDOW, _aggregate(training), profile, min_events=200, psi_threshold=0.2)
+    summary = summarise(WINDOW, _aggregate(training), profile, policy)
     drift = summary.drift
     assert drift is not None
     assert summary.quantiles is not None
-    assert drift.prediction_psi < 0.02
-    assert drift.prediction_ks < 0.03
+    assert drift.prediction.psi.statistic < 0.02
+    assert drift.prediction.ks < 0.03
+    assert drift.prediction.score < 0.1
     assert drift.drifting == ()
+    assert drift.causes == ()
     assert drift.drifting_share == 0.0
     reference = profile.prediction.sketch
     for q in QUANTILES:  # each window quantile sits at the same rank of the reference
@@ -102,40 +106,55 @@ def test_summary_of_a_window_like_the_reference(
         assert abs(rank - q) <= 2 * reference.rank_error, q
     for name in NUMERIC_FEATURES:
         # 0.05, not 0.02: full_baths has a 0.45 % bin (6 rows below 1) that the randomised KLL
-        # compaction can empty on one side, which alone adds ~0.02 (seen up to 0.041).
-        assert drift.features[name].psi < 0.05, name
-        assert not math.isnan(drift.features[name].ks)
+        # compaction can empty in the window's sketch, which alone adds ~0.02.
+        assert drift.features[name].psi.statistic < 0.05, name
+        assert drift.features[name].ks <= drift.features[name].ks_critical, name
+        assert drift.features[name].score < 0.25, name
     assert drift.features["neighbourhood"].unseen_rate == 0.0
     assert math.isnan(drift.features["living_area_sqft"].unseen_rate)
 
 
-def test_summary_flags_what_moved(profile: ReferenceProfile, training: pd.DataFrame) -> None:
+def test_summary_flags_what_moved(
+    profile: ReferenceProfile, training: pd.DataFrame, policy: DriftPolicy
+) -> None:
     expensive = training[training["sale_price"] > training["sale_price"].quantile(0.75)].copy()
     expensive["neighbourhood"] = ["Atlantis"] * 50 + list(expensive["neighbourhood"][50:])
-    summary = summarise(WINDOW, _aggregate(expensive), profile, min_events=200, psi_threshold=0.2)
+    summary = summarise(WINDOW, _aggregate(expensive), profile, policy)
     drift = summary.drift
     assert drift is not None
-    assert drift.prediction_psi > 0.25
+    assert drift.prediction.psi.statistic > 0.25
+    assert drift.prediction.drifting
     assert "living_area_sqft" in drift.drifting
     assert 0 < drift.drifting_share <= 1
     assert drift.features["neighbourhood"].unseen_rate == pytest.approx(50 / len(expensive))
+    # Living area has the largest score x importance of the drifting features: named first.
+    assert drift.causes[0].feature == "living_area_sqft"
+    assert 1 <= len(drift.causes) <= 3
+    assert all(drift.features[c.feature].drifting for c in drift.causes)
     record = orjson.loads(summary.to_record())
     assert record["kind"] == "drift"
     assert record["window"] == "1m"
     assert record["start"] == "1970-01-01T00:00:00Z"
     assert record["model_version"] == VERSION
-    assert record["prediction"]["psi"] == pytest.approx(drift.prediction_psi)
-    assert record["features"]["living_area_sqft"]["ks"] > 0
+    assert record["prediction"]["psi"] == pytest.approx(drift.prediction.psi.statistic)
+    assert record["prediction"]["score"] == pytest.approx(drift.prediction.score)
+    assert record["prediction"]["drifting"] is True
+    living = record["features"]["living_area_sqft"]
+    assert living["ks"] > living["ks_critical"] > 0
+    assert living["score"] == pytest.approx(living["psi"] / max(0.2, living["psi_critical"]))
     assert record["features"]["neighbourhood"]["ks"] is None  # NaN: not a numeric feature
+    assert record["likely_causes"][0]["feature"] == "living_area_sqft"
+    assert record["false_alarm_level"] == pytest.approx(policy.alpha)
+    assert record["psi_threshold"] == 0.2
     assert summary.key == f"drift/1m/1970-01-01T00:00:00Z/{VERSION}".encode()
 
 
 def test_exported_shares_are_the_ones_psi_was_computed_from(
-    profile: ReferenceProfile, training: pd.DataFrame
+    profile: ReferenceProfile, training: pd.DataFrame, policy: DriftPolicy
 ) -> None:
     expensive = training[training["sale_price"] > training["sale_price"].quantile(0.75)].copy()
     expensive["neighbourhood"] = ["Atlantis"] * 50 + list(expensive["neighbourhood"][50:])
-    summary = summarise(WINDOW, _aggregate(expensive), profile, min_events=200, psi_threshold=0.2)
+    summary = summarise(WINDOW, _aggregate(expensive), profile, policy)
     record = orjson.loads(summary.to_record())
     exported = record["distributions"]
     assert set(exported["features"]) == set(FEATURES)
@@ -151,11 +170,18 @@ def test_exported_shares_are_the_ones_psi_was_computed_from(
         for name in FEATURES
     ]
     capped = 0
+    events, rows = len(expensive), len(training)
     for shares, value, edges in pairs:
-        assert sum(shares["reference"]) == pytest.approx(1.0, abs=1e-5)
-        assert sum(shares["current"]) == pytest.approx(1.0, abs=1e-5)
+        # Shares of every row: the values' bins and the missing ones add up to 1.
+        assert sum(shares["reference"]) + shares["reference_missing"] == pytest.approx(1, abs=1e-5)
+        assert sum(shares["current"]) + shares["current_missing"] == pytest.approx(1, abs=1e-5)
         assert len(shares["current"]) == len(shares["reference"])
-        recomputed = psi(shares["reference"], shares["current"])
+        recomputed = sample_psi(
+            [*shares["reference"], shares["reference_missing"]],
+            [*shares["current"], shares["current_missing"]],
+            reference_rows=rows,
+            events=events,
+        )
         if edges is not None:  # numeric: the profile's bins, every one of them
             assert shares["edges"] == list(edges)
             assert len(shares["reference"]) == len(edges) + 1
@@ -177,11 +203,9 @@ def test_exported_shares_are_the_ones_psi_was_computed_from(
 
 
 def test_a_window_under_min_events_has_counts_only(
-    profile: ReferenceProfile, training: pd.DataFrame
+    profile: ReferenceProfile, training: pd.DataFrame, policy: DriftPolicy
 ) -> None:
-    summary = summarise(
-        WINDOW, _aggregate(training.iloc[:199]), profile, min_events=200, psi_threshold=0.2
-    )
+    summary = summarise(WINDOW, _aggregate(training.iloc[:199]), profile, policy)
     assert summary.events == 199
     assert summary.panes == 1
     assert summary.drift is None

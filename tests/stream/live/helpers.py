@@ -10,13 +10,16 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.metrics import ScorerMetrics
+from stream.aggregate.drift import Cause, Drift, Statistics
 from stream.aggregate.metrics import AggregateMetrics
-from stream.aggregate.summary import Drift, FeatureDrift, WindowSummary
+from stream.aggregate.policy import DriftPolicy
+from stream.aggregate.summary import WindowSummary
 from stream.aggregate.windows import Window
 from stream.contract.features import CATEGORICAL_FEATURES, FEATURES
 from stream.contract.windows import Distribution
 from stream.live.snapshot import Snapshot
-from stream.settings import ScorerSettings
+from stream.settings import AggregateSettings, ScorerSettings
+from stream.stats.decision import Verdict
 
 #: End of the last closed 5 m window of the aggregate page (Unix seconds).
 WINDOW_END = 1_700_000_100.0
@@ -49,15 +52,18 @@ def _summary(
     name: str, end: float, version: str, events: int, *, drift: bool = True
 ) -> WindowSummary:
     size = 300.0 if name == "5m" else 60.0
+    nan = float("nan")
     features = {
-        feature: FeatureDrift(
-            psi=WORST_PSI.get(feature, 0.01),
-            ks=float("nan") if feature in CATEGORICAL_FEATURES else 0.05,
+        feature: Statistics(
+            psi=Verdict(WORST_PSI.get(feature, 0.01), critical=0.05, threshold=0.2),
+            ks=nan if feature in CATEGORICAL_FEATURES else 0.05,
+            ks_critical=nan if feature in CATEGORICAL_FEATURES else 0.06,
             missing_rate=0.0,
-            unseen_rate=0.0 if feature in CATEGORICAL_FEATURES else float("nan"),
+            unseen_rate=0.0 if feature in CATEGORICAL_FEATURES else nan,
         )
         for feature in FEATURES
     }
+    prediction = Statistics(Verdict(0.02, 0.04, 0.2), 0.03, 0.05, 0.0, nan)
     return WindowSummary(
         window=Window(end, name, end - size, version),
         reference_version=version,
@@ -67,15 +73,16 @@ def _summary(
         quantiles=QUANTILES if drift else None,
         reference_quantiles=REFERENCE,
         drift=Drift(
-            prediction_psi=0.02,
-            prediction_ks=0.03,
+            prediction=prediction,
             features=features,
             drifting=("zoning", "neighbourhood"),
+            causes=(Cause("neighbourhood", 1.35, 0.13), Cause("zoning", 2.05, 0.001)),
             prediction_distribution=Distribution(reference=[0.5, 0.5], current=[0.5, 0.5]),
             distributions={},
         )
         if drift
         else None,
+        policy=DriftPolicy.of(AggregateSettings(min_events=200)),
     )
 
 

@@ -103,7 +103,7 @@ def test_training_is_deterministic(trained: Trained, tmp_path: Path) -> None:
 
 def _without_sketches(model_dir: Path) -> dict[str, Any]:
     profile: dict[str, Any] = orjson.loads((model_dir / PROFILE_FILE).read_bytes())
-    for reference in [*profile["numeric"].values(), profile["prediction"]]:
+    for reference in [*profile["numeric"].values(), profile["prediction"], profile["target"]]:
         assert reference.pop("sketch")
     return profile
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from consumers.panes import PaneBook
+from stream.aggregate.policy import DriftPolicy
 from stream.aggregate.state import ErrorPane
 from stream.aggregate.summary import ErrorSummary, WindowAggregate, summarise
 from stream.aggregate.windows import Window
@@ -20,6 +21,7 @@ from stream.contract.features import FEATURES
 from stream.contract.windows import DriftRecord, ErrorRecord, read_window_record
 from stream.model.profile import ReferenceProfile
 from stream.report.build import Report, build_report
+from stream.settings import AggregateSettings
 from tests.stream.aggregate.conftest import (  # noqa: F401 - fixtures shared with the app's tests
     VERSION,
     fold_rows,
@@ -31,6 +33,7 @@ from tests.stream.aggregate.conftest import (  # noqa: F401 - fixtures shared wi
 T0 = 1_699_999_980.0  # a whole minute (2023-11-14T22:13:00Z)
 PSI_THRESHOLD = 0.2
 MIN_EVENTS = 200
+POLICY = DriftPolicy.of(AggregateSettings(min_events=MIN_EVENTS, psi_threshold=PSI_THRESHOLD))
 #: Plots on a page with drift values and realised error: PSI heat map, drift share, quantiles,
 #: realised error, then reference vs current bars of the prediction and of every feature.
 FULL_PAGE_PLOTS = 4 + 1 + len(FEATURES)
@@ -93,9 +96,7 @@ def make_windows(
                 contents = aggregates.small
             else:
                 contents = aggregates.drifted
-            summary = summarise(
-                window, contents, profile, min_events=MIN_EVENTS, psi_threshold=PSI_THRESHOLD
-            )
+            summary = summarise(window, contents, profile, POLICY)
             errors = ErrorPane()
             for price in (100_000.0, 200_000.0, 300_000.0)[: 1 + i % 3]:
                 errors.add(price * 1.1, price)  # 10 % over: MAPE 0.1

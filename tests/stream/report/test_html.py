@@ -14,7 +14,7 @@ from stream.report.html import render_html
 from tests.stream.aggregate.conftest import VERSION
 from tests.stream.report.conftest import (
     FULL_PAGE_PLOTS,
-    MIN_EVENTS,
+    POLICY,
     T0,
     Aggregates,
     Record,
@@ -62,8 +62,7 @@ def test_windows_with_counts_only_make_a_page_without_drift(
 ) -> None:
     windows = [Window(T0 + 60 * (i + 1), "1m", T0 + 60 * i, VERSION) for i in range(3)]
     records: list[Record] = [
-        summarise(w, aggregates.small, profile, min_events=MIN_EVENTS, psi_threshold=0.2).record()
-        for w in windows
+        summarise(w, aggregates.small, profile, POLICY).record() for w in windows
     ]
     report = report_of(records)
     assert report.focus is None

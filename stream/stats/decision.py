@@ -1,0 +1,112 @@
+"""Drift decisions that account for sample size: is a statistic material, and beyond noise?
+
+A window of ``M`` events compared with a reference of ``N`` rows never gives PSI 0 or KS 0,
+even when nothing changed: both samples are finite. A fixed threshold is therefore too eager on
+small windows and blind on large ones. Here each statistic gets the value it would reach by
+sampling noise alone at a false-alarm level ``alpha`` (its *critical value*), and counts as
+drift only when it is above both that and the effect size a user calls material:
+
+* PSI over ``B`` bins is, to second order, ``sum((a - e)**2 / e)``, and ``M N / (M + N)`` times
+  that is Pearson's two-sample chi-square statistic with ``B - 1`` degrees of freedom. So under
+  "no drift" ``PSI <= chi2_{1-alpha, B-1} * (1/M + 1/N)`` with probability ``1 - alpha``.
+* KS: the two-sample critical value ``c(alpha) * sqrt(1/M + 1/N)`` with
+  ``c(alpha) = sqrt(-ln(alpha / 2) / 2)``, the tail of the Kolmogorov distribution.
+* A KLL sketch answers every rank within its ``rank_error`` ``eps`` (99 % confidence) once it
+  has compacted; an exact sketch (fewer values than its ``k``) has none. The
+  Dvoretzky-Kiefer-Wolfowitz inequality gives a sample of ``n_eps = ln(2 / 0.01) / (2 eps**2)``
+  values the same bound on its CDF (about 15,000 values at ``k = 200``), so a sketched side
+  counts for PSI as one more sampling step of ``n_eps`` values (``1/M + 1/n_eps``), and for KS,
+  whose bound is on the same sup distance, ``eps`` is added per sketched side.
+
+The score is the statistic over the larger of the two thresholds, so one rule (``score > 1``)
+is right at 5 events a second and at 5,000. Pure functions; scipy's ``chdtri`` gives the
+chi-square quantile.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from scipy.special import chdtri
+
+#: The confidence of a sketch's ``rank_error`` (DataSketches quotes 99 %).
+RANK_ERROR_CONFIDENCE: Final = 0.99
+
+
+def sketch_equivalent_sample(rank_error: float) -> float:
+    """How many sampled values have, by the DKW inequality, the CDF error bound of a sketch
+    with ``rank_error`` (at :data:`RANK_ERROR_CONFIDENCE`); infinite for an exact sketch."""
+    if rank_error <= 0:
+        return math.inf
+    return math.log(2 / (1 - RANK_ERROR_CONFIDENCE)) / (2 * rank_error**2)
+
+
+def chi2_quantile(df: int, alpha: float) -> float:
+    """The chi-square value exceeded with probability ``alpha`` at ``df`` degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be at least 1, got {df}")
+    return float(chdtri(df, alpha))
+
+
+def psi_critical(
+    *, df: int, alpha: float, events: float, reference_rows: float, rank_error: float = 0.0
+) -> float:
+    """The PSI that sampling noise alone exceeds with probability ``alpha``: a window of
+    ``events`` (whose bins came from a sketch with ``rank_error``, 0 if exact) against a
+    reference of ``reference_rows``, over bins with ``df + 1`` reference shares above 0."""
+    spread = 1 / events + 1 / reference_rows + 1 / sketch_equivalent_sample(rank_error)
+    return chi2_quantile(df, alpha) * spread
+
+
+def ks_coefficient(alpha: float) -> float:
+    """``c(alpha)`` of the two-sample KS critical value ``c(alpha) * sqrt(1/M + 1/N)``."""
+    return math.sqrt(-math.log(alpha / 2) / 2)
+
+
+def ks_critical(
+    *, alpha: float, values: float, reference_values: float, rank_errors: float = 0.0
+) -> float:
+    """The KS statistic sampling noise alone exceeds with probability ``alpha`` between
+    ``values`` and ``reference_values`` values, plus the sketches' ``rank_errors`` (the sum of
+    each sketched side's rank error)."""
+    return ks_coefficient(alpha) * math.sqrt(1 / values + 1 / reference_values) + rank_errors
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One statistic of one window against its two thresholds.
+
+    ``threshold`` is the effect size a user calls material; ``critical`` what sampling noise
+    reaches at the window's false-alarm level. ``score`` is the statistic over the larger of the
+    two: above 1 is drift. A NaN statistic (nothing to compare) has a NaN score and no drift.
+    """
+
+    statistic: float
+    critical: float
+    threshold: float
+
+    @property
+    def bar(self) -> float:
+        """The threshold in force: the larger of the material one and the critical value."""
+        return max(self.threshold, self.critical)
+
+    @property
+    def score(self) -> float:
+        """``statistic / bar``: above 1 is drift."""
+        return self.statistic / self.bar
+
+    @property
+    def drifting(self) -> bool:
+        """Material and beyond sampling noise (False for a NaN statistic)."""
+        return self.score > 1
+
+
+def per_test_level(days: float, tests_per_day: float) -> float:
+    """The false-alarm level of each test so that all tests together raise one false alarm per
+    ``days`` on average (Bonferroni: the expected number of false alarms is at most the sum of
+    the tests' levels, whatever their dependence)."""
+    if days <= 0 or tests_per_day <= 0:
+        raise ValueError(f"days and tests per day must be positive, got {days}, {tests_per_day}")
+    return 1 / (days * tests_per_day)
