@@ -21,6 +21,7 @@ import orjson
 from consumers.decode import DecodedBatch, decode_batch
 from consumers.panes import PaneBook
 from stream.contract.events import MAX_PRICE
+from stream.contract.features import NUMERIC_FEATURES
 from stream.contract.reasons import (
     DLQ_DETAIL,
     DLQ_REASON,
@@ -32,6 +33,7 @@ from stream.contract.reasons import (
     Reason,
 )
 from stream.contract.times import rfc3339
+from stream.model.ranges import TrainingRange, names_per_row
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,11 @@ class Predictor(Protocol):
     @property
     def compiled(self) -> bool:
         """Whether predict runs compiled trees (which use no OpenMP threads)."""
+        ...
+
+    @property
+    def training_range(self) -> TrainingRange:
+        """What the model was trained on: each prediction names its features outside it."""
         ...
 
     def predict_columns(
@@ -110,7 +117,8 @@ def score_batch(
     All valid rows are predicted in one vectorised call. If that call raises, the batch is split
     in halves until the rows that make the model fail are found; only those are dead-lettered
     (reason ``model_error``), as are rows whose prediction is not a finite price within the
-    contract's range. Predictions and numeric features are folded into ``panes``.
+    contract's range. Each prediction names its features outside the model's training range
+    (``out_of_range``). Predictions, features and out-of-range counts are folded into ``panes``.
 
     Args:
         records: consumer records (any topics and partitions).
@@ -134,9 +142,18 @@ def score_batch(
 
     dead.sort()
     dead_letters = [_dead_letter(records[i], reason, detail, stamp) for i, reason, detail in dead]
-    predictions = _prediction_records(records, decoded, prices, model.version, stamp)
+    outside = model.training_range.outside(decoded.numeric, decoded.categorical)
+    predictions = _prediction_records(
+        records, decoded, prices, model.version, stamp, names_per_row(outside, len(decoded))
+    )
     if panes is not None:
-        panes.fold(decoded.event_seconds, prices, decoded.numeric, decoded.categorical)
+        panes.fold(
+            decoded.event_seconds,
+            prices,
+            decoded.numeric,
+            decoded.categorical,
+            {name: outside[name] for name in NUMERIC_FEATURES},
+        )
     return ScoredBatch(
         predictions=predictions,
         dead_letters=dead_letters,
@@ -220,9 +237,11 @@ def _prediction_records(
     prices: FloatArray,
     model_version: str,
     stamp: str,
+    outside: Mapping[int, list[str]],
 ) -> list[tuple[bytes, bytes]]:
     """PredictionEvent JSON per valid row, built from a template: a dict and orjson.dumps per
-    row cost twice as much. Field order and layout are those of ``PredictionEvent.to_json``."""
+    row cost twice as much. Field order and layout are those of ``PredictionEvent.to_json``.
+    ``outside`` names the out-of-range features of the rows that have any."""
     if len(decoded) == 0:
         return []
     head = '{"event_time":"'
@@ -237,12 +256,14 @@ def _prediction_records(
         prices.tolist(),
         strict=True,
     )
-    for i, lid, when, price in rows:
+    for j, (i, lid, when, price) in enumerate(rows):
         record = records[i]
+        names = outside.get(j)
         value = (
             f'{head}{when}","listing_id":{_json(lid)},"predicted_price":{price!r}{middle}'
             f'{topics[record.topic]},"source_partition":{record.partition},'
-            f'"source_offset":{record.offset}}}'
+            f'"source_offset":{record.offset},"out_of_range":'
+            f"{'[]' if names is None else orjson.dumps(names).decode()}}}"
         )
         append((lid.encode(), value.encode()))
     return out

@@ -18,6 +18,7 @@ from stream.contract.panes import Pane
 from stream.contract.sketch import DEFAULT_K
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 class PaneBook:
@@ -44,6 +45,7 @@ class PaneBook:
         prices: FloatArray,
         numeric: Mapping[str, FloatArray],
         categorical: Mapping[str, Sequence[str | None]],
+        out_of_range: Mapping[str, BoolArray] | None = None,
     ) -> None:
         """Fold a batch of scored rows (columns as in :meth:`SketchBundle.fold`) into their
         panes."""
@@ -52,7 +54,7 @@ class PaneBook:
         starts = np.floor(event_seconds / self.pane_seconds) * self.pane_seconds
         first, last = starts.min(), starts.max()
         if first == last:  # the usual live case: the whole batch falls in one pane
-            self._pane(float(first)).sketches.fold(prices, numeric, categorical)
+            self._pane(float(first)).sketches.fold(prices, numeric, categorical, out_of_range)
             return
         # A replay spans many panes: sort once, then fold contiguous runs.
         order = np.argsort(starts, kind="stable")
@@ -64,6 +66,9 @@ class PaneBook:
                 prices[run],
                 {name: column[run] for name, column in numeric.items()},
                 {name: [column[j] for j in rows] for name, column in categorical.items()},
+                None
+                if out_of_range is None
+                else {name: column[run] for name, column in out_of_range.items()},
             )
 
     def drain(self) -> list[Pane]:

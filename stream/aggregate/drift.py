@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
@@ -45,8 +45,10 @@ _SHARE_DIGITS: Final = 6
 class Statistics:
     """The drift of one quantity (a feature, or the predictions) in one window.
 
-    ``ks`` and ``ks_critical`` are NaN for a categorical feature, ``unseen_rate`` for a numeric
-    one; ``psi`` carries the statistic, its critical value and the material threshold.
+    ``ks``, ``ks_critical`` are NaN for a categorical feature, ``unseen_rate`` for a numeric one,
+    ``out_of_range_rate`` (the share of events outside the training range) for a categorical one
+    and the predictions; ``psi`` carries the statistic, its critical value and the material
+    threshold.
     """
 
     psi: Verdict
@@ -54,6 +56,7 @@ class Statistics:
     ks_critical: float
     missing_rate: float
     unseen_rate: float
+    out_of_range_rate: float = math.nan
 
     @property
     def score(self) -> float:
@@ -101,9 +104,10 @@ def window_drift(sketches: SketchBundle, profile: ReferenceProfile, policy: Drif
     features: dict[str, Statistics] = {}
     distributions: dict[str, Distribution] = {}
     for name in NUMERIC_FEATURES:
-        features[name], distributions[name] = numeric_drift(
+        stats, distributions[name] = numeric_drift(
             profile.numeric[name], sketches.features[name], sketches.missing[name], events, policy
         )
+        features[name] = replace(stats, out_of_range_rate=sketches.out_of_range[name] / events)
     for name in CATEGORICAL_FEATURES:
         ref = profile.categorical[name]
         features[name], distributions[name] = _categorical_drift(

@@ -65,6 +65,7 @@ class AggregateMetrics:
         self.feature_missing = build.gauge(names.FEATURE_MISSING, r)
         self.feature_unseen = build.gauge(names.FEATURE_UNSEEN, r)
         self.drifting_share = build.gauge(names.DRIFTING_SHARE, r)
+        self.feature_out_of_range = build.gauge(names.FEATURE_OUT_OF_RANGE, r)
         self.prediction_score = build.gauge(names.PREDICTION_SCORE, r)
         self.feature_score = build.gauge(names.FEATURE_SCORE, r)
         self.cause_score = build.gauge(names.CAUSE_SCORE, r)
@@ -101,6 +102,7 @@ class AggregateMetrics:
             self.feature_missing,
             self.feature_unseen,
             self.drifting_share,
+            self.feature_out_of_range,
             self.prediction_score,
             self.feature_score,
             self.cause_score,
@@ -162,6 +164,7 @@ class AggregateMetrics:
             self.feature_missing.labels(window, name, version).set(value.missing_rate)
             _set(self.feature_ks, value.ks, window, name, version)
             _set(self.feature_unseen, value.unseen_rate, window, name, version)
+            _set(self.feature_out_of_range, value.out_of_range_rate, window, name, version)
         self._clear_causes(window, version)
         for rank, cause in enumerate(drift.causes, start=1):
             self.cause_score.labels(window, str(rank), cause.feature, version).set(cause.score)
@@ -182,6 +185,7 @@ class AggregateMetrics:
                 self.feature_score,
                 self.feature_missing,
                 self.feature_ks,
+                self.feature_out_of_range,
             ):
                 _remove(gauge, window, name, version)
         for name in CATEGORICAL_FEATURES:

@@ -77,6 +77,7 @@ class PaneState:
             "prediction": _b64(sketches.prediction),
             "features": {name: _b64(sketches.features[name]) for name in NUMERIC_FEATURES},
             "missing": sketches.missing,
+            "out_of_range": sketches.out_of_range,
             "categories": {n: dict(sketches.categories[n]) for n in CATEGORICAL_FEATURES},
         }
         return f"{pane_state_key(pane.k)}\n{orjson.dumps(body).decode()}"
@@ -114,6 +115,9 @@ def _state(data: dict[str, Any], k: int) -> PaneState:
     sketches.prediction = _sketch(data["prediction"], k)
     sketches.features = {name: _sketch(data["features"][name], k) for name in NUMERIC_FEATURES}
     sketches.missing = {name: int(data["missing"][name]) for name in FEATURES}
+    # State stored before out-of-range counts existed has none.
+    counted = data.get("out_of_range", {})
+    sketches.out_of_range = {name: int(counted.get(name, 0)) for name in NUMERIC_FEATURES}
     for name in CATEGORICAL_FEATURES:
         sketches.categories[name] = Counter(
             {str(c): int(n) for c, n in data["categories"][name].items()}

@@ -73,6 +73,7 @@ class WindowSummary:
                     **_stats(value).model_dump(),
                     missing_rate=_num(value.missing_rate),
                     unseen_rate=_num(value.unseen_rate),
+                    out_of_range_rate=_num(value.out_of_range_rate),
                 )
                 for name, value in drift.features.items()
             },

@@ -108,6 +108,11 @@ class PredictionEvent(Event):
     source_topic: str
     source_partition: int = Field(ge=0)
     source_offset: int = Field(ge=0)
+    out_of_range: tuple[str, ...] = Field(
+        default=(),
+        description="the listing's features outside what the model was trained on: a number "
+        "outside the training range, a category training never saw (distrust this price)",
+    )
 
 
 class SaleEvent(Event):

@@ -233,6 +233,14 @@ DRIFTING_SHARE = _m(
     _W,
     _V,
 )
+FEATURE_OUT_OF_RANGE = _m(
+    "appraise_feature_out_of_range_ratio",
+    "gauge",
+    "Share of events whose numeric feature lies outside the model's training range.",
+    _W,
+    "feature",
+    _V,
+)
 PREDICTION_SCORE = _m(
     "appraise_prediction_drift_score",
     "gauge",
@@ -321,6 +329,7 @@ AGGREGATE: Final = (
     FEATURE_MISSING,
     FEATURE_UNSEEN,
     DRIFTING_SHARE,
+    FEATURE_OUT_OF_RANGE,
     PREDICTION_SCORE,
     FEATURE_SCORE,
     CAUSE_SCORE,

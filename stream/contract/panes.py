@@ -9,12 +9,17 @@ the stream app's cost grows with panes, not with events.
 
 Record format (``FORMAT``), key ``<pane start RFC 3339>/<model version>``, value UTF-8 JSON::
 
-    {"format": "appraise.pane/1", "pane_start": "2008-05-01T12:00:00Z", "pane_seconds": 10.0,
+    {"format": "appraise.pane/2", "pane_start": "2008-05-01T12:00:00Z", "pane_seconds": 10.0,
      "model_version": "d235ed04b76f", "sketch": "kll_doubles:k=200", "events": 812,
      "prediction": "<base64 of QuantileSketch.to_bytes()>",
      "features": {"living_area_sqft": "<base64>", ...},          # every numeric feature
      "missing": {"living_area_sqft": 3, ..., "neighbourhood": 0},  # every feature
+     "out_of_range": {"living_area_sqft": 0, ...},               # every numeric feature
      "categories": {"neighbourhood": {"North_Ames": 120, ...}, ...}}
+
+``out_of_range`` counts the values outside the model's training range. A record of the first
+format (``appraise.pane/1``, written before it existed) is still read, with no value out of
+range.
 
 A sketch's bytes start with its state key (``kll_doubles:k=200``), and ``sketch`` repeats it, so
 a reader configured for another ``k`` refuses the record instead of misreading it.
@@ -37,7 +42,9 @@ from stream.contract.sketch import DEFAULT_K, QuantileSketch, state_key_for
 from stream.contract.times import unix_rfc3339
 from stream.errors import DataError
 
-FORMAT: Final = "appraise.pane/1"
+FORMAT: Final = "appraise.pane/2"
+#: The first format: no ``out_of_range`` counts.
+_FORMAT_V1: Final = "appraise.pane/1"
 
 
 class PaneFormatError(DataError):
@@ -95,6 +102,7 @@ class _PaneRecord(BaseModel):
     prediction: str
     features: dict[str, str]
     missing: dict[str, Annotated[int, Field(ge=0)]]
+    out_of_range: dict[str, Annotated[int, Field(ge=0)]] | None = None
     categories: dict[str, dict[str, Annotated[int, Field(ge=0)]]]
 
 
@@ -112,6 +120,7 @@ def encode_pane(pane: Pane) -> bytes:
             "prediction": _b64(sketches.prediction),
             "features": {name: _b64(sketches.features[name]) for name in NUMERIC_FEATURES},
             "missing": sketches.missing,
+            "out_of_range": sketches.out_of_range,
             "categories": {name: dict(sketches.categories[name]) for name in CATEGORICAL_FEATURES},
         }
     )
@@ -125,8 +134,10 @@ def decode_pane(raw: bytes, *, k: int = DEFAULT_K) -> Pane:
         record = _PaneRecord.model_validate_json(raw, strict=False)
     except ValidationError as exc:
         raise PaneFormatError(f"not a pane record: {exc}") from exc
-    if record.format != FORMAT:
+    if record.format not in (FORMAT, _FORMAT_V1):
         raise PaneFormatError(f"pane format {record.format!r}, this code reads {FORMAT!r}")
+    if (record.out_of_range is None) != (record.format == _FORMAT_V1):
+        raise PaneFormatError(f"a {record.format} record must carry out_of_range only from /2")
     if record.sketch != state_key_for(k):
         raise PaneFormatError(f"pane sketches are {record.sketch!r}, expected {state_key_for(k)!r}")
     if set(record.features) != set(NUMERIC_FEATURES) or set(record.missing) != set(FEATURES):
@@ -136,6 +147,10 @@ def decode_pane(raw: bytes, *, k: int = DEFAULT_K) -> Pane:
     sketches.prediction = _sketch(record.prediction, k)
     sketches.features = {name: _sketch(record.features[name], k) for name in NUMERIC_FEATURES}
     sketches.missing = dict(record.missing)
+    if record.out_of_range is not None:
+        if set(record.out_of_range) != set(NUMERIC_FEATURES):
+            raise PaneFormatError("pane record does not count out_of_range for every feature")
+        sketches.out_of_range = dict(record.out_of_range)
     for name in CATEGORICAL_FEATURES:
         sketches.categories[name] = Counter(record.categories.get(name, {}))
     return Pane(record.pane_start.timestamp(), record.pane_seconds, record.model_version, sketches)

@@ -8,9 +8,10 @@ RFC 3339 UTC, ``model_version``) and the format ``appraise.window/1``:
     events and panes counted, the prediction quantiles against the reference's, and, when the
     window had at least ``min_events`` events: per feature and for the predictions PSI and KS
     with their critical values at the window's size, the drift score (PSI over the larger of the
-    material threshold and its critical value; above 1 is drift) and the decision, missing and
-    unseen rates; the drifting features, their share and the likely causes (drifting features
-    by score x importance); the false-alarm level per test; the bin shares each PSI compared.
+    material threshold and its critical value; above 1 is drift) and the decision, missing,
+    unseen and out-of-training-range rates; the drifting features, their share and the likely
+    causes (drifting features by score x importance); the false-alarm level per test; the bin
+    shares each PSI compared.
 ``realised_error``
     sales joined to their predictions by sale time: how many, MAE (US dollars), MAPE (fraction),
     and the drift of the sale prices against the training prices (target drift).
@@ -74,6 +75,11 @@ class FeatureStats(PredictionStats):
 
     missing_rate: float | None
     unseen_rate: float | None = Field(description="null for a numeric feature")
+    out_of_range_rate: float | None = Field(
+        default=None,
+        description="share of the events outside the model's training range (numeric features; "
+        "null for a categorical one, whose unseen_rate says the same)",
+    )
 
 
 class Cause(_Part):

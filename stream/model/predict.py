@@ -23,6 +23,7 @@ from stream.model.pipeline import (
     price_predictor,
 )
 from stream.model.profile import ReferenceProfile
+from stream.model.ranges import TrainingRange
 
 _TEXT_OR_NONE: Final = frozenset({str, type(None)})
 
@@ -111,6 +112,8 @@ class LoadedModel:
         self._predict_matrix = _MatrixPredictor(pipeline)
         self.card = card
         self.profile = profile
+        self.training_range = TrainingRange.of(profile)
+        """What the model was trained on: each feature's range or categories."""
 
     @property
     def version(self) -> str:

@@ -26,6 +26,7 @@ from stream.contract.reasons import (
     DLQ_TIME,
 )
 from stream.model.predict import LoadedModel
+from stream.model.ranges import TrainingRange
 from tests.consumers.records import FakeRecord, invalid_value, listing, valid_value
 
 MAX_BYTES = 1_000_000
@@ -107,6 +108,10 @@ class _Fussy:
     def compiled(self) -> bool:
         return self.model.compiled
 
+    @property
+    def training_range(self) -> TrainingRange:
+        return self.model.training_range
+
     def predict_columns(
         self, columns: Mapping[str, npt.NDArray[Any] | Sequence[Any]]
     ) -> npt.NDArray[np.float64]:
@@ -155,3 +160,33 @@ def test_predictions_and_features_fold_into_panes(model: LoadedModel) -> None:
 def test_an_empty_batch_scores_nothing(model: LoadedModel) -> None:
     scored = score_batch([], model, max_bytes=MAX_BYTES, now=NOW)
     assert (scored.predictions, scored.dead_letters) == ([], [])
+
+
+def test_each_prediction_names_its_features_outside_the_training_range(
+    model: LoadedModel,
+) -> None:
+    # Inside the contract's bounds, far outside anything the model was trained on.
+    odd: dict[int, dict[str, Any]] = {
+        3: {"living_area_sqft": 99_000_000.0},
+        4: {"bedrooms": 100, "living_area_sqft": 1.0, "neighbourhood": "Atlantis"},
+    }
+    records = [
+        FakeRecord(value=orjson.dumps(listing(i, **odd.get(i, {}))), offset=i) for i in range(8)
+    ]
+    book = PaneBook(60.0, model.version)
+    scored = score_batch(records, model, max_bytes=MAX_BYTES, panes=book, now=NOW)
+    named = {
+        p.source_offset: p.out_of_range
+        for p in (decode(PredictionEvent, v, max_bytes=MAX_BYTES) for _, v in scored.predictions)
+    }
+    assert len(named) == 8
+    # listing(i) draws its neighbourhood from a list that includes the unseen "Atlantis" (i=5).
+    assert named[3] == ("living_area_sqft",)
+    assert named[4] == ("living_area_sqft", "bedrooms", "neighbourhood")
+    assert named[5] == ("neighbourhood",)
+    assert [named[i] for i in (0, 1, 2, 6, 7)] == [()] * 5
+    (pane,) = book.drain()
+    counts = pane.sketches.out_of_range
+    assert counts["living_area_sqft"] == 2
+    assert counts["bedrooms"] == 1
+    assert sum(counts.values()) == 3  # categories are not counted here: unseen rates say it

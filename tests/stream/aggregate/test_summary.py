@@ -144,6 +144,9 @@ def test_summary_flags_what_moved(
     assert living["score"] == pytest.approx(living["psi"] / max(0.2, living["psi_critical"]))
     assert record["features"]["neighbourhood"]["ks"] is None  # NaN: not a numeric feature
     assert record["likely_causes"][0]["feature"] == "living_area_sqft"
+    # No counts folded (the test's pane book was given no flags): 0 out of range, per feature.
+    assert living["out_of_range_rate"] == 0.0
+    assert record["features"]["neighbourhood"]["out_of_range_rate"] is None
     assert record["false_alarm_level"] == pytest.approx(policy.alpha)
     assert record["psi_threshold"] == 0.2
     assert summary.key == f"drift/1m/1970-01-01T00:00:00Z/{VERSION}".encode()

@@ -47,6 +47,33 @@ def test_a_pane_round_trips_through_its_record() -> None:
         assert again.sketches.features[name].to_bytes() == pane.sketches.features[name].to_bytes()
 
 
+def test_out_of_range_counts_travel_and_the_first_format_is_still_read() -> None:
+    book = _book(20, 4)
+    flags = {name: np.zeros(20, dtype=np.bool_) for name in NUMERIC_FEATURES}
+    flags["living_area_sqft"][:3] = True
+    n = 20
+    book.fold(
+        np.full(n, T0),
+        np.full(n, 200_000.0),
+        {name: np.full(n, 5.0) for name in NUMERIC_FEATURES},
+        {name: ["a"] * n for name in CATEGORICAL_FEATURES},
+        flags,
+    )
+    (pane, *_) = book.drain()
+    again = decode_pane(encode_pane(pane))
+    assert again.sketches.out_of_range["living_area_sqft"] == 3
+    assert sum(again.sketches.out_of_range.values()) == 3
+    first = orjson.loads(encode_pane(pane))
+    first["format"] = "appraise.pane/1"
+    del first["out_of_range"]
+    old = decode_pane(orjson.dumps(first))
+    assert old.events == pane.events
+    assert set(old.sketches.out_of_range.values()) == {0}
+    first["out_of_range"] = {"living_area_sqft": 1}  # /1 never carried it; /2 always does
+    with pytest.raises(PaneFormatError):
+        decode_pane(orjson.dumps(first))
+
+
 def test_partials_merge_into_the_whole() -> None:
     parts = _book(30, 2).drain() + _book(30, 3).drain()
     merged = Pane(T0, 10.0, "v1")
