@@ -4,8 +4,9 @@ areas scaled by 1.8 and a fifth of the records malformed, then the stream as it 
 
 What a user relies on, from the notifications the webhook receiver recorded:
 - the stable phase sends no notification at all;
-- the drift sends a prediction-drift and a feature-drift notification naming living_area_sqft
-  (and no other feature), and the malformed records the error-ratio alert;
+- the drift sends a prediction-drift notification naming living_area_sqft first as the likely
+  cause, a feature-drift one naming living_area_sqft (and no other feature), and the malformed
+  records the error-ratio alert;
 - when the producer is back to normal, each of them is resolved;
 - Ctrl-C stops everything: ``up`` exits 0 and no process of the run is left, nothing listens.
 
@@ -92,6 +93,10 @@ def test_appraise_up_alerts_on_drift_and_bad_input_and_resolves(
 
     feature_drift = [n for n in found if n.alertname == "AppraiseFeatureDrift"]
     assert {n.labels["feature"] for n in feature_drift} == {DRIFTING}
+    # The prediction-drift notification names the changed feature first as the likely cause.
+    prediction_drift = _first(found, "AppraisePredictionDrift", "firing")
+    assert prediction_drift is not None
+    assert f"Likely cause: {DRIFTING} (score" in prediction_drift.description
     for name in ("AppraisePredictionDrift", "AppraiseFeatureDrift", "AppraiseHighErrorRatio"):
         firing, cleared = _first(found, name, "firing"), _first(found, name, "resolved")
         assert firing is not None, name
