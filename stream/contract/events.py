@@ -1,6 +1,7 @@
 """The events: what travels on the topics, as pydantic v2 models encoded with orjson.
 
-Every event carries ``event_time`` (RFC 3339; any offset is accepted and normalised to UTC).
+Every event carries ``event_time``: an RFC 3339 date-time and nothing else (see
+:func:`stream.contract.times.parse_rfc3339`; any offset, normalised to UTC).
 Feature values may be ``null`` (a missing value the model and the monitor handle), but every
 field must be present: an absent field is a contract error, not a missing value. Decoding
 (:mod:`stream.contract.decoding`) turns raw bytes into an event or a reason code.
@@ -15,14 +16,21 @@ from typing import Annotated, Any, Final
 import annotated_types
 import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from stream.contract.times import (
+    RFC3339_FORM,
+    TimeOutOfRange,
+    parse_rfc3339,
+)
 
 # --- value types -------------------------------------------------------------------------------
 
@@ -40,6 +48,36 @@ Price = Annotated[float, Field(gt=0, le=MAX_PRICE, description="US dollars")]
 _YEARS_AHEAD: Final = 2
 
 
+def _parse_time(value: object) -> object:
+    """Text must be an RFC 3339 date-time exactly; a datetime (built in Python) passes on."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", f"expected a JSON string: {RFC3339_FORM}")
+    try:
+        return parse_rfc3339(value)
+    except TimeOutOfRange as exc:
+        raise PydanticCustomError("out_of_range", str(exc)) from None
+    except ValueError as exc:
+        raise PydanticCustomError("rfc3339", str(exc)) from None
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        message = "in UTC the moment is outside the years 0001 to 9999"
+        raise PydanticCustomError("out_of_range", message) from None
+
+
+#: A moment: RFC 3339 text on the wire (parse_rfc3339 says what is accepted), UTC inside.
+Time = Annotated[
+    AwareDatetime,
+    BeforeValidator(_parse_time),
+    AfterValidator(_to_utc),
+]
+
+
 class Event(BaseModel):
     """What every event has: ``event_time``, strict types, JSON bytes out."""
 
@@ -47,12 +85,7 @@ class Event(BaseModel):
     # meet that, and lax coercion would hide its bugs.
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
 
-    event_time: AwareDatetime = Field(description="RFC 3339 time of the event; stored as UTC")
-
-    @field_validator("event_time", mode="after")
-    @classmethod
-    def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+    event_time: Time = Field(description="when the event happened; stored as UTC")
 
     def to_json(self) -> bytes:
         """The event as compact JSON bytes (times as RFC 3339 with ``Z``)."""
@@ -104,7 +137,7 @@ class PredictionEvent(Event):
     listing_id: ListingId
     predicted_price: Price
     model_version: str = Field(min_length=1, max_length=64)
-    scored_at: AwareDatetime = Field(description="when the scorer priced it (UTC)")
+    scored_at: Time = Field(description="when the scorer priced it; stored as UTC")
     source_topic: str
     source_partition: int = Field(ge=0)
     source_offset: int = Field(ge=0)
