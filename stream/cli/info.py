@@ -8,7 +8,8 @@ from typing import Annotated
 import orjson
 import typer
 
-from stream.contract.events import EVENT_TYPES, json_schema
+from stream.contract.events import EVENT_TYPES
+from stream.contract.schema import json_schema
 from stream.settings import load_settings
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 import annotated_types
 import orjson
@@ -22,12 +22,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from stream.contract.times import (
     RFC3339_FORM,
+    RFC3339_LENGTHS,
+    RFC3339_PATTERN,
     TimeOutOfRange,
     parse_rfc3339,
 )
@@ -46,6 +49,8 @@ Price = Annotated[float, Field(gt=0, le=MAX_PRICE, description="US dollars")]
 
 #: A year may be up to this far past the event's own year (homes sold before completion).
 _YEARS_AHEAD: Final = 2
+#: The listing's years that the rule above bounds.
+FUTURE_YEAR_FIELDS: Final = ("year_built", "year_remodelled")
 
 
 def _parse_time(value: object) -> object:
@@ -75,6 +80,15 @@ Time = Annotated[
     AwareDatetime,
     BeforeValidator(_parse_time),
     AfterValidator(_to_utc),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": RFC3339_PATTERN,
+            "minLength": RFC3339_LENGTHS[0],
+            "maxLength": RFC3339_LENGTHS[1],
+        }
+    ),
 ]
 
 
@@ -120,7 +134,7 @@ class ListingEvent(Event):
     @model_validator(mode="after")
     def _years_not_in_future(self) -> ListingEvent:
         latest = self.event_time.year + _YEARS_AHEAD
-        for name in ("year_built", "year_remodelled"):
+        for name in FUTURE_YEAR_FIELDS:
             year = getattr(self, name)
             if year is not None and year > latest:
                 raise PydanticCustomError(
@@ -185,11 +199,3 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
     "prediction": PredictionEvent,
     "sale": SaleEvent,
 }
-
-
-def json_schema(kind: str) -> dict[str, Any]:
-    """The JSON Schema of an event kind (``listing``, ``prediction`` or ``sale``)."""
-    model = EVENT_TYPES[kind]
-    schema = model.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return schema

@@ -28,6 +28,24 @@ _RFC3339: Final = re.compile(
     r"(?:[Zz]|(?P<sign>[+-])(?P<offset_h>[0-9]{2}):(?P<offset_m>[0-9]{2}))"
 )
 
+# What parse_rfc3339 takes, as one regular expression for JSON Schema's "pattern" (ECMA-262, and
+# Python's re reads it the same): every date that exists in years 0001-9999 (Feb 29 in leap years
+# only), hours 00-23, no leap second, offsets up to 23:59. A pattern is not anchored in JSON
+# Schema; the "(?!\n)" keeps Python's "$", which also matches before a final newline, as strict as
+# ECMA-262's. Only the moment's range in UTC is left out (9999-12-31T23:00:00-02:00 matches).
+_YEAR = "(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP_YEAR = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = (
+    "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    "|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    "|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+_CLOCK = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:[.][0-9]{1,9})?"
+_ZONE = "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+RFC3339_PATTERN: Final = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)[Tt]{_CLOCK}{_ZONE}(?!\\n)$"
+#: The lengths of the shortest and the longest text parse_rfc3339 takes.
+RFC3339_LENGTHS: Final = (len("2008-05-01T12:00:00Z"), len("2008-05-01T12:00:00.123456789+02:00"))
+
 _RELATIVE: Final = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
 

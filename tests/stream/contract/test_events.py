@@ -9,16 +9,11 @@ import orjson
 import pytest
 
 from stream.contract.decoding import decode, decode_listing
-from stream.contract.events import (
-    Event,
-    ListingEvent,
-    PredictionEvent,
-    SaleEvent,
-    json_schema,
-)
+from stream.contract.events import Event, ListingEvent, PredictionEvent, SaleEvent
 from stream.contract.features import FEATURES
 from stream.contract.malformed import MALFORMATIONS, MALFORMATIONS_BY_NAME, Malformation
 from stream.contract.reasons import REASONS, InvalidEvent
+from stream.contract.schema import json_schema
 
 MAX_BYTES = 1_000_000
 
