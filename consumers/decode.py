@@ -8,7 +8,7 @@ field, and ranges are checked per column (numpy comparisons). The fast path only
 can prove the contract accepts; every record it cannot prove valid, and every record it refuses,
 is handed to ``decode_listing`` itself, whose verdict (and reason code and detail) is final. So
 the reasons on dead letters are identical by construction, and a record only the contract's own
-parser understands (a lower-case ``t`` in a time, a duplicated key) is still scored.
+parser understands (a lower-case ``t`` in a time, an offset, a duplicated key) is still scored.
 """
 
 from __future__ import annotations
@@ -67,10 +67,11 @@ _INT_FIELDS: Final = INTEGER_FIELDS
 _MAX_CATEGORY: Final = 64
 _MAX_ID: Final = 128
 
-# The one time layout the fast path parses itself: UTC with "Z", up to microseconds. Anything
-# else (offsets, lower case, a space) goes to the contract's parser. Years 1000-9998 only, so no
-# edge of Python's or numpy's calendar is ever reached.
-_UTC_TIME: Final = r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z"
+# The one time layout the fast path parses itself: UTC with "Z", up to microseconds, ASCII digits
+# (re's \d takes any Unicode digit). Anything else (offsets, lower case, 7 to 9 digits of
+# fraction) goes to the contract's parser. Years 1000-9999 with "Z" only, so no edge of Python's
+# or numpy's calendar is ever reached; numpy refuses a date or time that does not exist.
+_UTC_TIME: Final = r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z"
 _UTC_TIMES: Final = re.compile(rf"(?:{_UTC_TIME}\n)*{_UTC_TIME}")
 _ONE_UTC_TIME: Final = re.compile(_UTC_TIME)
 

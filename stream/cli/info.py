@@ -9,7 +9,8 @@ import orjson
 import typer
 
 from stream.aggregate.policy import DriftPolicy
-from stream.contract.events import EVENT_TYPES, json_schema
+from stream.contract.events import EVENT_TYPES
+from stream.contract.schema import json_schema
 from stream.settings import load_settings
 
 

@@ -1,6 +1,7 @@
 """The events: what travels on the topics, as pydantic v2 models encoded with orjson.
 
-Every event carries ``event_time`` (RFC 3339; any offset is accepted and normalised to UTC).
+Every event carries ``event_time``: an RFC 3339 date-time and nothing else (see
+:func:`stream.contract.times.parse_rfc3339`; any offset, normalised to UTC).
 Feature values may be ``null`` (a missing value the model and the monitor handle), but every
 field must be present: an absent field is a contract error, not a missing value. Decoding
 (:mod:`stream.contract.decoding`) turns raw bytes into an event or a reason code.
@@ -10,19 +11,29 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 import annotated_types
 import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    field_validator,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from stream.contract.times import (
+    RFC3339_FORM,
+    RFC3339_LENGTHS,
+    RFC3339_PATTERN,
+    TimeOutOfRange,
+    parse_rfc3339,
+)
 
 # --- value types -------------------------------------------------------------------------------
 
@@ -38,6 +49,47 @@ Price = Annotated[float, Field(gt=0, le=MAX_PRICE, description="US dollars")]
 
 #: A year may be up to this far past the event's own year (homes sold before completion).
 _YEARS_AHEAD: Final = 2
+#: The listing's years that the rule above bounds.
+FUTURE_YEAR_FIELDS: Final = ("year_built", "year_remodelled")
+
+
+def _parse_time(value: object) -> object:
+    """Text must be an RFC 3339 date-time exactly; a datetime (built in Python) passes on."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", f"expected a JSON string: {RFC3339_FORM}")
+    try:
+        return parse_rfc3339(value)
+    except TimeOutOfRange as exc:
+        raise PydanticCustomError("out_of_range", str(exc)) from None
+    except ValueError as exc:
+        raise PydanticCustomError("rfc3339", str(exc)) from None
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        message = "in UTC the moment is outside the years 0001 to 9999"
+        raise PydanticCustomError("out_of_range", message) from None
+
+
+#: A moment: RFC 3339 text on the wire (parse_rfc3339 says what is accepted), UTC inside.
+Time = Annotated[
+    AwareDatetime,
+    BeforeValidator(_parse_time),
+    AfterValidator(_to_utc),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": RFC3339_PATTERN,
+            "minLength": RFC3339_LENGTHS[0],
+            "maxLength": RFC3339_LENGTHS[1],
+        }
+    ),
+]
 
 
 class Event(BaseModel):
@@ -47,12 +99,7 @@ class Event(BaseModel):
     # meet that, and lax coercion would hide its bugs.
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
 
-    event_time: AwareDatetime = Field(description="RFC 3339 time of the event; stored as UTC")
-
-    @field_validator("event_time", mode="after")
-    @classmethod
-    def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+    event_time: Time = Field(description="when the event happened; stored as UTC")
 
     def to_json(self) -> bytes:
         """The event as compact JSON bytes (times as RFC 3339 with ``Z``)."""
@@ -87,7 +134,7 @@ class ListingEvent(Event):
     @model_validator(mode="after")
     def _years_not_in_future(self) -> ListingEvent:
         latest = self.event_time.year + _YEARS_AHEAD
-        for name in ("year_built", "year_remodelled"):
+        for name in FUTURE_YEAR_FIELDS:
             year = getattr(self, name)
             if year is not None and year > latest:
                 raise PydanticCustomError(
@@ -104,7 +151,7 @@ class PredictionEvent(Event):
     listing_id: ListingId
     predicted_price: Price
     model_version: str = Field(min_length=1, max_length=64)
-    scored_at: AwareDatetime = Field(description="when the scorer priced it (UTC)")
+    scored_at: Time = Field(description="when the scorer priced it; stored as UTC")
     source_topic: str
     source_partition: int = Field(ge=0)
     source_offset: int = Field(ge=0)
@@ -157,11 +204,3 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
     "prediction": PredictionEvent,
     "sale": SaleEvent,
 }
-
-
-def json_schema(kind: str) -> dict[str, Any]:
-    """The JSON Schema of an event kind (``listing``, ``prediction`` or ``sale``)."""
-    model = EVENT_TYPES[kind]
-    schema = model.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return schema

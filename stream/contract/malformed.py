@@ -90,6 +90,13 @@ MALFORMATIONS: Final[tuple[Malformation, ...]] = (
     Malformation("empty", "empty", lambda _: b"", "no value"),
     Malformation("tombstone", "empty", lambda _: None, "no value"),
     Malformation("naive_time", "invalid_value", _with(event_time="2008-05-01T12:00"), "event_time"),
+    Malformation("unix_time", "invalid_value", _with(event_time="1209643200"), "RFC 3339"),
+    Malformation(
+        "offset_without_colon",
+        "invalid_value",
+        _with(event_time="2008-05-01T12:00:00+0000"),
+        "event_time: not an RFC 3339 date-time",
+    ),
     Malformation("empty_id", "invalid_value", _with(listing_id=""), "listing_id"),
 )
 

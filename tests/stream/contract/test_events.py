@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 import pytest
 
 from stream.contract.decoding import decode, decode_listing
-from stream.contract.events import ListingEvent, PredictionEvent, SaleEvent, json_schema
+from stream.contract.events import Event, ListingEvent, PredictionEvent, SaleEvent
 from stream.contract.features import FEATURES
 from stream.contract.malformed import MALFORMATIONS, MALFORMATIONS_BY_NAME, Malformation
 from stream.contract.reasons import REASONS, InvalidEvent
+from stream.contract.schema import json_schema
 
 MAX_BYTES = 1_000_000
 
@@ -138,6 +139,74 @@ def test_prediction_and_sale_events_validate() -> None:
         decode(SaleEvent, encode({**sale, "sale_price": 185_000}), max_bytes=MAX_BYTES).sale_price
         == 185_000
     )
+
+
+PREDICTION: dict[str, Any] = {
+    "listing_id": "a",
+    "event_time": "2008-01-01T00:00:00Z",
+    "predicted_price": 215_000.0,
+    "model_version": "abc123",
+    "scored_at": "2026-01-01T00:00:00Z",
+    "source_topic": "listings",
+    "source_partition": 0,
+    "source_offset": 42,
+}
+SALE: dict[str, Any] = {"listing_id": "a", "event_time": "2008-02-01T00:00:00Z", "sale_price": 1}
+TIME_FIELDS = [
+    pytest.param(ListingEvent, listing(), "event_time", id="listing"),
+    pytest.param(PredictionEvent, PREDICTION, "event_time", id="prediction"),
+    pytest.param(PredictionEvent, PREDICTION, "scored_at", id="scored_at"),
+    pytest.param(SaleEvent, SALE, "event_time", id="sale"),
+]
+
+
+@pytest.mark.parametrize(("model", "valid", "field"), TIME_FIELDS)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1209643200",
+        "2008-05-01T12:00:00+0000",
+        "2008-05-01",
+        "2008-05-01 12:00:00Z",
+        "2008-W18-4T12:00:00Z",
+        "2008-05-01T12:00:00.1234567890Z",
+        "2008-02-30T12:00:00Z",
+    ],
+)
+def test_a_time_that_is_not_rfc_3339_is_an_invalid_value(
+    model: type[Event], valid: dict[str, Any], field: str, text: str
+) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        decode(model, encode({**valid, field: text}), max_bytes=MAX_BYTES)
+    assert caught.value.reason == "invalid_value"
+    assert caught.value.detail.startswith(f"{field}: ")
+    assert "YYYY-MM-DDTHH:MM:SS" in caught.value.detail
+
+
+@pytest.mark.parametrize(("model", "valid", "field"), TIME_FIELDS)
+def test_times_of_every_event_are_rfc_3339_in_utc(
+    model: type[Event], valid: dict[str, Any], field: str
+) -> None:
+    text = "2008-05-01t14:00:00.123456789+02:00"
+    event = decode(model, encode({**valid, field: text}), max_bytes=MAX_BYTES)
+    assert getattr(event, field) == datetime(2008, 5, 1, 12, 0, 0, 123_456, tzinfo=UTC)
+    assert getattr(event, field).tzinfo is UTC
+    assert f'"{field}":"2008-05-01T12:00:00.123456Z"'.encode() in event.to_json()
+    for wrong, reason in (
+        (1209643200, "wrong_type"),
+        ("9999-12-31T23:30:00-01:00", "out_of_range"),
+    ):
+        with pytest.raises(InvalidEvent) as caught:
+            decode(model, encode({**valid, field: wrong}), max_bytes=MAX_BYTES)
+        assert caught.value.reason == reason
+        assert caught.value.detail.startswith(f"{field}: ")
+
+
+def test_a_time_built_in_python_is_stored_in_utc() -> None:
+    plus_two = datetime(2026, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))
+    prediction = PredictionEvent.model_validate({**PREDICTION, "scored_at": plus_two})
+    assert prediction.scored_at.tzinfo is UTC
+    assert b'"scored_at":"2026-01-01T00:00:00Z"' in prediction.to_json()
 
 
 @pytest.mark.parametrize("kind", ["listing", "prediction", "sale"])
