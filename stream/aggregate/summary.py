@@ -43,11 +43,15 @@ class WindowSummary:
     reference_version: str
     events: int
     panes: int
-    min_events: int
     quantiles: Mapping[float, float] | None
     reference_quantiles: Mapping[float, float]
     drift: Drift | None
     policy: DriftPolicy
+
+    @property
+    def min_events(self) -> int:
+        """The fewest events a window needs for drift values (the policy's floor)."""
+        return self.policy.min_events
 
     @property
     def key(self) -> bytes:
@@ -170,7 +174,6 @@ def summarise(
         reference_version=profile.model_version,
         events=aggregate.events,
         panes=aggregate.panes,
-        min_events=policy.min_events,
         quantiles={
             q: float(v)
             for q, v in zip(QUANTILES, sketches.prediction.quantiles(QUANTILES), strict=True)

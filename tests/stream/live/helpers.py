@@ -69,7 +69,6 @@ def _summary(
         reference_version=version,
         events=events,
         panes=events // 10,
-        min_events=200,
         quantiles=QUANTILES if drift else None,
         reference_quantiles=REFERENCE,
         drift=Drift(
