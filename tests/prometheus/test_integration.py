@@ -41,7 +41,12 @@ SCRAPE = "1s"
 #: Grafana's $__rate_interval: max(4 x scrape interval, step + scrape interval).
 RATE_INTERVAL = "4s"
 #: Panels that may rightly be empty on a healthy run: no alert fires or is pending.
-MAY_BE_EMPTY = {"Alerts firing and pending"}
+MAY_BE_EMPTY = {
+    "Alerts firing and pending",
+    # appraise_feature_out_of_range_ratio is not exported yet (docs/metrics.md: assumed); take
+    # this out once the stream app exports it.
+    "Events outside the training range",
+}
 
 
 @dataclass
