@@ -35,8 +35,9 @@ def report(
     json_only: Annotated[bool, typer.Option("--json-only", help="write report.json only")] = False,
 ) -> None:
     """Write an HTML report (report.html, plots inline) and report.json of the newest windows on
-    the windows topic: reference vs current distributions, PSI/KS per feature, prediction
-    quantiles, drift share and realised error, as the stream app computed them."""
+    the windows topic: drift score, PSI and KS with their critical values per feature, the
+    likely causes, reference vs current distributions, prediction quantiles, drift share,
+    realised error and target drift, as the stream app computed and decided them."""
     settings = load_settings()
     name = window or window_specs(settings.aggregate)[0].name
     target = out_dir or Path("reports") / compact_stamp()
@@ -46,7 +47,6 @@ def report(
             settings.topics.windows,
             window=name,
             last=windows,
-            psi_threshold=settings.aggregate.psi_threshold,
             generated=now_rfc3339(),
             broker_wait_s=settings.service.broker_wait_s,
         )

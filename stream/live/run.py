@@ -28,7 +28,7 @@ from rich.text import Text
 from stream.live.alerts import Alert, parse_alertmanager_alerts, parse_prometheus_alerts
 from stream.live.rates import History
 from stream.live.snapshot import Snapshot
-from stream.live.view import DEFAULT_PSI_THRESHOLD, View, plain_line, render
+from stream.live.view import View, plain_line, render
 
 #: Every request's whole budget, in seconds: all sources are local, a healthy one answers in ms.
 FETCH_TIMEOUT_S = 1.0
@@ -52,7 +52,6 @@ class LiveSources:
     alertmanager_url: str | None = None  # base URL; active alerts (/api/v2/alerts) if no prometheus
     urls: Mapping[str, str] = field(default_factory=dict)  # label -> URL, shown as is
     notifications: Callable[[], Sequence[str]] = lambda: ()  # newest last, one line each
-    psi_threshold: float = DEFAULT_PSI_THRESHOLD  # the stream app's, to mark drifting features
 
 
 class _Down(Exception):
@@ -140,7 +139,6 @@ async def _refresh(session: aiohttp.ClientSession, sources: LiveSources, history
         notifications=notifications,
         urls=sources.urls,
         down=down,
-        psi_threshold=sources.psi_threshold,
     )
 
 

@@ -1,7 +1,9 @@
 """What the metric pages say at one moment: :class:`Snapshot` reads the parsed ``/metrics`` pages
 of the scorer and the stream app (aggregate) by the catalogue's names, with one
 :class:`WindowState` per closed window kind and model version; :func:`latest_window` picks the
-window the view shows and :func:`worst_features` its most drifting features. Pure: no I/O.
+window the view shows and :func:`worst_features` its features with the highest drift score (PSI
+over the larger of the material threshold and its critical value: above 1 is drift, as the
+stream app decides it). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -17,6 +19,22 @@ from stream.contract import metrics as names
 
 #: Worst-drifting features shown.
 TOP_FEATURES = 5
+#: A drift score above this is drift (the stream app's decision; the rules compare with it).
+DRIFT_SCORE_LINE = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureDrift:
+    """One feature's drift in a window: its score and PSI (None where the page has none)."""
+
+    feature: str
+    score: float | None
+    psi: float | None
+
+    @property
+    def drifting(self) -> bool:
+        """Whether the stream app decided the feature drifts (score above 1)."""
+        return self.score is not None and self.score > DRIFT_SCORE_LINE
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +48,11 @@ class WindowState:
     quantiles: Mapping[str, float] = field(default_factory=dict)  # "0.5" -> US dollars
     reference: Mapping[str, float] = field(default_factory=dict)  # same quantiles, reference
     prediction_psi: float | None = None
+    prediction_score: float | None = None  # above 1: the predictions drift
     drifting_share: float | None = None  # 0..1
     feature_psi: Mapping[str, float] = field(default_factory=dict)
+    feature_score: Mapping[str, float] = field(default_factory=dict)
+    causes: tuple[tuple[str, float], ...] = ()  # likely causes (feature, score), rank 1 first
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +139,16 @@ def _windows(samples: _Samples) -> tuple[WindowState, ...]:
     events = scalar(names.WINDOW_EVENTS.name)
     end = scalar(names.WINDOW_END.name)
     psi = scalar(names.PREDICTION_PSI.name)
+    score = scalar(names.PREDICTION_SCORE.name)
     share = scalar(names.DRIFTING_SHARE.name)
     quantiles = keyed(names.PREDICTION_QUANTILE.name, "quantile")
     features = keyed(names.FEATURE_PSI.name, "feature")
+    scores = keyed(names.FEATURE_SCORE.name, "feature")
+    causes: dict[tuple[str, str], list[tuple[int, str, float]]] = defaultdict(list)
+    for labels, value in samples.get(names.CAUSE_SCORE.name, ()):
+        rank = labels.get("rank", "")
+        if rank.isdigit():
+            causes[key(labels)].append((int(rank), labels.get("feature", "?"), value))
     reference: dict[str, dict[str, float]] = defaultdict(dict)
     for labels, value in samples.get(names.REFERENCE_QUANTILE.name, ()):
         reference[labels.get("model_version", "")][labels.get("quantile", "")] = value
@@ -133,10 +161,13 @@ def _windows(samples: _Samples) -> tuple[WindowState, ...]:
             quantiles=quantiles.get(k, {}),
             reference=reference.get(k[1], {}),
             prediction_psi=psi.get(k),
+            prediction_score=score.get(k),
             drifting_share=share.get(k),
             feature_psi=features.get(k, {}),
+            feature_score=scores.get(k, {}),
+            causes=tuple((feature, value) for _, feature, value in sorted(causes.get(k, ()))),
         )
-        for k in sorted({*events, *end, *quantiles, *features})
+        for k in sorted({*events, *end, *quantiles, *features, *scores})
     )
 
 
@@ -149,6 +180,12 @@ def latest_window(snapshot: Snapshot) -> WindowState | None:
     return max(candidates, key=lambda w: (w.end or -math.inf, w.events or 0.0, w.window))
 
 
-def worst_features(window: WindowState, n: int = TOP_FEATURES) -> list[tuple[str, float]]:
-    """The ``n`` features with the highest PSI, highest first (ties by name)."""
-    return sorted(window.feature_psi.items(), key=lambda item: (-item[1], item[0]))[:n]
+def worst_features(window: WindowState, n: int = TOP_FEATURES) -> list[FeatureDrift]:
+    """The ``n`` features with the highest drift score, highest first (then by PSI, then by
+    name; features without a score last)."""
+    rows = [
+        FeatureDrift(name, window.feature_score.get(name), window.feature_psi.get(name))
+        for name in {*window.feature_score, *window.feature_psi}
+    ]
+    rows.sort(key=lambda f: (f.score is None, -(f.score or 0.0), -(f.psi or 0.0), f.feature))
+    return rows[:n]

@@ -18,11 +18,14 @@ from rich.text import Text
 
 from stream.live.alerts import Alert
 from stream.live.rates import RECENT_S, Rates
-from stream.live.snapshot import Snapshot, latest_window, worst_features
-from stream.settings import AggregateSettings
+from stream.live.snapshot import (
+    DRIFT_SCORE_LINE,
+    Snapshot,
+    WindowState,
+    latest_window,
+    worst_features,
+)
 
-#: The stream app's default ``psi_threshold`` (``appraise up`` passes the one in force).
-DEFAULT_PSI_THRESHOLD: float = float(AggregateSettings.model_fields["psi_threshold"].default)
 #: Alert notifications shown (the newest).
 SHOWN_NOTIFICATIONS = 5
 
@@ -40,12 +43,12 @@ class View:
     notifications: tuple[str, ...] = ()
     urls: Mapping[str, str] = field(default_factory=dict)
     down: Mapping[str, str] = field(default_factory=dict)  # source -> why
-    psi_threshold: float = DEFAULT_PSI_THRESHOLD
 
 
 def plain_line(view: View) -> str:
     """One status line, e.g. ``12:00:05 in 49.8/s out 49.8/s dlq 0.0/s lag p99 0.21 s | pred p50
-    $172k (ref $165k) | worst psi living_area_sqft 0.03 | alerts: none``."""
+    $172k (ref $165k) score 0.12 | worst living_area_sqft score 0.35 psi 0.03 | alerts: none``;
+    with drift, the drifting share and the likely causes follow the worst feature."""
     r = view.rates or Rates(1.0)
     parts = [
         f"{view.at:%H:%M:%S} in {_rate(r.events_in)} out {_rate(r.predictions_out)} "
@@ -53,16 +56,24 @@ def plain_line(view: View) -> str:
     ]
     window = latest_window(view.snapshot)
     if window is not None and "0.5" in window.quantiles:
+        score = window.prediction_score
         parts.append(
             f"pred p50 {_dollars(window.quantiles['0.5'])} "
             f"(ref {_dollars(window.reference.get('0.5'))})"
+            + ("" if score is None else f" score {score:.2f}")
         )
     elif view.snapshot.aggregate_up:
         parts.append("pred: no window closed yet")
-    if window is not None and window.feature_psi:
-        name, psi = worst_features(window, 1)[0]
-        drifting = f", drifting {window.drifting_share:.0%}" if window.drifting_share else ""
-        parts.append(f"worst psi {name} {psi:.2f}{drifting}")
+    worst = [] if window is None else worst_features(window, 1)
+    if window is not None and worst:
+        text = f"worst {worst[0].feature} score {_score(worst[0].score)}"
+        if worst[0].psi is not None:
+            text += f" psi {worst[0].psi:.2f}"
+        if window.drifting_share:
+            text += f", drifting {window.drifting_share:.0%}"
+        if window.causes:
+            text += ", likely causes " + ", ".join(name for name, _ in window.causes)
+        parts.append(text)
     if view.alerts_configured:
         parts.append(f"alerts: {_alert_summary(view.alerts)}")
     if view.down:
@@ -110,24 +121,28 @@ def render(view: View) -> RenderableType:
     if window is not None:
         end = window.end
         ended = f"{datetime.fromtimestamp(end):%H:%M:%S}" if end and math.isfinite(end) else "?"
-        preds.title = (
-            f"predictions: {window.window} window ended {ended}, "
-            f"{window.events or 0:,.0f} events ({window.model_version})"
-        )
+        other = "" if window.model_version == snap.model_version else f" ({window.model_version})"
+        preds.title = f"predictions: {window.window} window ended {ended}{other}"
         for q, value in sorted(window.quantiles.items(), key=lambda kv: float(kv[0])):
             ref = window.reference.get(q)
             shift = "" if not ref else f"{value / ref - 1:+.1%}"
             preds.add_row(f"p{float(q) * 100:g}", _dollars(value), _dollars(ref), shift)
-        if window.prediction_psi is not None:
-            preds.caption = f"prediction PSI {window.prediction_psi:.3f}"
+        preds.caption = _prediction_caption(window)
 
     share = None if window is None else window.drifting_share
     drifting = "" if share is None else f", drifting {share:.0%}"
     drift = _table(
-        f"worst features (PSI > {view.psi_threshold:g} drifts){drifting}", "feature", "PSI"
+        f"worst features (score > {DRIFT_SCORE_LINE:g} drifts){drifting}",
+        "feature",
+        "score",
+        "PSI",
     )
-    for name, psi in [] if window is None else worst_features(window):
-        drift.add_row(name, Text(f"{psi:.3f}", style="red" if psi > view.psi_threshold else ""))
+    for row in [] if window is None else worst_features(window):
+        score = Text(_score(row.score), style="red" if row.drifting else "")
+        drift.add_row(row.feature, score, "?" if row.psi is None else f"{row.psi:.3f}")
+    if window is not None and window.causes:
+        causes = ", ".join(f"{name} {score:.2f}" for name, score in window.causes)
+        drift.caption = f"likely causes: {causes}"
 
     dlq = _table(f"dead letters (total, last {RECENT_S:g} s)", "reason", "total", "recent")
     recent = view.recent.dead_letters_by_reason if view.recent else {}
@@ -152,11 +167,12 @@ def render(view: View) -> RenderableType:
     for line in view.notifications[-SHOWN_NOTIFICATIONS:]:
         notes.add_row(line)
 
-    links = _table("urls")
+    # One line (wrapped if need be): the view must fit 100 x 25.
+    links = Text("urls", style="bold")
     for label, url in view.urls.items():
-        links.add_row(label, url)
+        links.append(f"  {label} {url}")
     for source, why in view.down.items():
-        links.add_row(Text(source, style="red"), Text(f"down: {why}", style="red"))
+        links.append(f"  {source} down: {why}", style="red")
 
     grid = Table.grid(expand=True, padding=(0, 2, 1, 0))
     grid.add_column(ratio=1)
@@ -173,6 +189,7 @@ def _table(title: str, *columns: str, cells: int = 2) -> Table:
         title=title,
         title_justify="left",
         title_style="bold",
+        caption_justify="left",
         box=box.SIMPLE_HEAD if columns else None,
         show_edge=False,
         show_header=bool(columns),
@@ -183,6 +200,22 @@ def _table(title: str, *columns: str, cells: int = 2) -> Table:
     for column in columns or ("",) * cells:
         table.add_column(column, overflow="fold")
     return table
+
+
+def _prediction_caption(window: WindowState) -> Text:
+    """``3,000 events, drift score 0.10 (PSI 0.020)``: the score red above 1."""
+    text = Text(f"{window.events or 0:,.0f} events")
+    score, psi = window.prediction_score, window.prediction_psi
+    if score is not None:
+        text.append(", drift score ")
+        text.append(_score(score), style="red" if score > DRIFT_SCORE_LINE else "")
+    if psi is not None:
+        text.append(f" (PSI {psi:.3f})" if score is not None else f", PSI {psi:.3f}")
+    return text
+
+
+def _score(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
 
 
 def _rate(value: float | None) -> str:

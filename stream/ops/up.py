@@ -284,7 +284,6 @@ async def _until_stopped(
             notifications=(lambda: [n.line() for n in receiver.recent()])
             if receiver is not None
             else (lambda: ()),
-            psi_threshold=settings.aggregate.psi_threshold,
         )
         waits.add(asyncio.ensure_future(run_live_view(sources, live_done, console=console)))
     done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

@@ -1,20 +1,21 @@
 """The report as one self-contained HTML page: inline CSS and SVG plots, no script, nothing
 fetched.
 
-:func:`render_html` lays out the summary, the feature table of the focus window, the plots of
-:mod:`stream.report.plots` and the table of windows; every text from the records is escaped.
+:func:`render_html` lays out the summary, the likely causes and the feature table of the focus
+window, the plots of :mod:`stream.report.plots` and the table of windows; every text from the
+records is escaped.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 from types import ModuleType
 from typing import Final
 
 from stream.contract.times import rfc3339
-from stream.contract.windows import DriftRecord
-from stream.report.build import Report
+from stream.contract.windows import DriftRecord, PredictionStats
+from stream.report.build import FeatureRow, Report
+from stream.report.tables import causes_table, feature_table, target_text, window_table
 
 _STYLE: Final = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1200px; color: #222;
@@ -59,13 +60,16 @@ def render_html(report: Report) -> str:
             parts.append("<p>No window has enough events for drift values: counts only.</p>")
         else:
             parts += [
+                f"<h2>Likely causes in the window ending {rfc3339(focus.end)}</h2>",
+                causes_table(report),
                 f"<h2>Features in the window {rfc3339(focus.start)} to {rfc3339(focus.end)}</h2>",
-                _feature_table(report),
-                "<h2>PSI per feature over the windows</h2>",
+                feature_table(report),
+                "<h2>Drift score per feature over the windows</h2>",
                 _figure(
-                    "psi-heatmap",
-                    plots.psi_heatmap(report),
-                    "worst features first; x: PSI above the threshold; grey: no value",
+                    "score-heatmap",
+                    plots.score_heatmap(report),
+                    "worst features first; the colours turn at 1, the decision line; x: the "
+                    "record says the feature drifts; grey: no score",
                 ),
             ]
         parts += [
@@ -79,23 +83,25 @@ def render_html(report: Report) -> str:
             _figure(
                 "quantiles", plots.quantiles(report), "solid: the windows; dashed: the reference"
             ),
-            "<h2>Realised error</h2>",
+            "<h2>Realised error and target drift</h2>",
         ]
         if report.errors:
             sales = sum(r.sales for r in report.errors)
-            parts.append(
+            parts += [
                 _figure(
                     "realised-error",
                     plots.realised_error(report),
-                    f"{sales:,} sales joined over {len(report.errors)} windows of sale time",
-                )
-            )
+                    f"{sales:,} sales joined over {len(report.errors)} windows of sale time; "
+                    "target drift: the drift score of their sale prices (dashed: 1)",
+                ),
+                f"<p>{e(target_text(report))}</p>",
+            ]
         else:
             parts.append("<p class='note'>No realised_error records (no sale labels joined).</p>")
         if focus is not None:
             parts += [f"<h2>Reference vs current in the window ending {rfc3339(focus.end)}</h2>"]
             parts += _distribution_figures(report, focus, plots)
-    parts += ["<h2>Windows</h2>", _window_table(report), "</body></html>"]
+    parts += ["<h2>Windows</h2>", window_table(report), "</body></html>"]
     return "\n".join(parts)
 
 
@@ -105,9 +111,23 @@ def _context(report: Report) -> str:
         text += f", generated {report.generated}"
     text += (
         f". Windows from {rfc3339(report.windows[0].start)} to {rfc3339(report.windows[-1].end)}. "
-        f"A feature drifts when its PSI is above {report.psi_threshold:g}; the data set when a "
-        f"share of {report.drift_share_threshold:g} of the features drifts."
+        "Drift is as the stream app decided it: a feature, the predictions or the sale prices "
+        "drift when their drift score is above 1, the score being PSI over the larger of the "
+        "material PSI"
     )
+    focus = report.focus
+    if focus is not None and focus.psi_threshold is not None:
+        text += f" ({focus.psi_threshold:g})"
+    text += " and PSI's critical value at the window's size"
+    if focus is not None and focus.false_alarm_level is not None:
+        text += f" and false-alarm level ({focus.false_alarm_level:.2g} per test)"
+    text += f"; the data set drifts when a share of {report.drift_share_threshold:g} does."
+    if (
+        focus is not None
+        and focus.features
+        and all(stats.score is None for stats in focus.features.values())
+    ):
+        text += " These records carry no scores (written before them): drifting as they say."
     if report.other_versions:
         text += f" Not shown: model versions {', '.join(report.other_versions)}."
     if report.skipped:
@@ -122,16 +142,16 @@ def _distribution_figures(report: Report, focus: DriftRecord, plots: ModuleType)
             "<p class='note'>These records carry no distributions (written before the stream "
             "app exported them).</p>"
         ]
-    prediction_psi = None if focus.prediction is None else focus.prediction.psi
-    shown = [("prediction", distributions.prediction, prediction_psi)]
+    prediction = focus.prediction
+    shown = [("prediction", distributions.prediction, _title("prediction", prediction))]
     shown += [
-        (row.feature, distributions.features[row.feature], row.psi)
+        (row.feature, distributions.features[row.feature], _title(row.feature, row))
         for row in report.features
         if row.feature in distributions.features
     ]
     figures = [
-        _figure(f"bars-{index}", plots.bars(name, shares, psi), name)
-        for index, (name, shares, psi) in enumerate(shown)
+        _figure(f"bars-{index}", plots.bars(name, shares, title), name)
+        for index, (name, shares, title) in enumerate(shown)
     ]
     return ["<div class='grid'>", *figures, "</div>"]
 
@@ -143,59 +163,8 @@ def _figure(slug: str, svg: str, caption: str) -> str:
     )
 
 
-def _feature_table(report: Report) -> str:
-    head = ["feature", "kind", "PSI", "KS", "missing", "unseen", "max PSI", "windows drifting"]
-    rows = [
-        (
-            row.drifting,
-            [
-                row.feature,
-                row.kind,
-                _num(row.psi),
-                _num(row.ks),
-                _pct(row.missing_rate),
-                _pct(row.unseen_rate),
-                _num(row.max_psi),
-                f"{row.windows_drifting} of {len(report.windows)}",
-            ],
-        )
-        for row in report.features
-    ]
-    return _table(head, rows)
-
-
-def _window_table(report: Report) -> str:
-    head = ["start", "end", "events", "panes", "prediction PSI", "drift share", "drifting"]
-    rows: list[tuple[bool, list[str]]] = []
-    for w in reversed(report.windows):
-        counts = [rfc3339(w.start), rfc3339(w.end), str(w.events), str(w.panes)]
-        if not w.has_drift:
-            rows.append((False, [*counts, "", "", f"counts only (min {w.min_events})"]))
-            continue
-        share = w.drifting_share
-        values = [
-            _num(None if w.prediction is None else w.prediction.psi),
-            _num(share),
-            ", ".join(w.drifting_features or ()),
-        ]
-        drifted = share is not None and share >= report.drift_share_threshold
-        rows.append((drifted, [*counts, *values]))
-    return _table(head, rows)
-
-
-def _table(head: Sequence[str], rows: Sequence[tuple[bool, Sequence[str]]]) -> str:
-    e = html.escape
-    out = ["<table><thead><tr>", *(f"<th>{e(h)}</th>" for h in head), "</tr></thead><tbody>"]
-    for drifting, values in rows:
-        cells = "".join(f"<td>{e(v)}</td>" for v in values)
-        out.append(f"<tr class='drifting'>{cells}</tr>" if drifting else f"<tr>{cells}</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
+def _title(name: str, stats: PredictionStats | FeatureRow | None) -> str:
+    if stats is None or stats.psi is None:
+        return name
+    psi = f"PSI {stats.psi:.3f}"
+    return f"{name}: {psi}" if stats.score is None else f"{name}: score {stats.score:.2f}, {psi}"

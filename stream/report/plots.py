@@ -1,7 +1,8 @@
 """The report's plots, each a matplotlib figure written straight to an inline ``<svg>``.
 
-A PSI heat map (features by windows), the drift share, the prediction quantiles against the
-reference's, the realised error, and reference vs current bars of one distribution. They use
+A drift-score heat map (features by windows; 1 is the decision line), the drift share, the
+prediction quantiles against the reference's, the realised error beside the drift score of the
+sale prices, and reference vs current bars of one distribution (with its missing bin). They use
 matplotlib's object API (``Figure``, never ``pyplot``), so no GUI backend is loaded whatever
 ``MPLBACKEND`` says; the page sets the rc parameters they are drawn with.
 """
@@ -19,11 +20,13 @@ from typing import Final
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from stream.contract.windows import QUANTILES, Distribution, quantile_key
-from stream.report.build import Report, feature_psi
+from stream.report.build import Report
+from stream.report.fields import feature_drifting, feature_score
 
 _REFERENCE_COLOUR: Final = "#9e9e9e"
 # Longest bin label on a bar chart; longer category names are cut with an ellipsis.
@@ -49,12 +52,13 @@ def page_style() -> contextlib.AbstractContextManager[None]:
     return context
 
 
-def psi_heatmap(report: Report) -> str:
-    """PSI per feature (worst first) and window; x marks PSI above the threshold."""
+def score_heatmap(report: Report) -> str:
+    """Drift score per feature (worst first) and window: the colour scale turns at 1, the
+    decision line, and x marks where the record says the feature drifts."""
     names = [row.feature for row in report.features]
-    matrix = np.array([[_nan(feature_psi(w, name)) for w in report.windows] for name in names])
+    matrix = np.array([[_nan(feature_score(w, name)) for w in report.windows] for name in names])
     finite = matrix[np.isfinite(matrix)]
-    top = max(2 * report.psi_threshold, float(finite.max()) if finite.size else 0.0)
+    top = max(2.0, float(finite.max()) if finite.size else 0.0)
     figure = Figure(
         figsize=(min(12.0, 3.5 + 0.3 * len(report.windows)), 1.2 + 0.22 * len(names)),
         layout="constrained",
@@ -65,15 +69,21 @@ def psi_heatmap(report: Report) -> str:
         aspect="auto",
         interpolation="nearest",
         cmap=matplotlib.colormaps["YlOrRd"].with_extremes(bad="#eeeeee"),
-        vmin=0.0,
-        vmax=top,
+        norm=TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=top),
     )
     axes.set_yticks(range(len(names)), names)
     _window_axis(axes, [w.end for w in report.windows])
-    over = np.argwhere(np.nan_to_num(matrix, nan=-1.0) > report.psi_threshold)
-    axes.scatter(over[:, 1], over[:, 0], marker="x", color="black", s=10, linewidths=0.8)
-    bar = figure.colorbar(image, ax=axes, label="PSI")
-    bar.ax.axhline(report.psi_threshold, color="black", linewidth=1)
+    over = [
+        (column, row)
+        for row, name in enumerate(names)
+        for column, window in enumerate(report.windows)
+        if feature_drifting(window, name)
+    ]
+    if over:
+        columns, rows = zip(*over, strict=True)
+        axes.scatter(columns, rows, marker="x", color="black", s=10, linewidths=0.8)
+    bar = figure.colorbar(image, ax=axes, label="drift score")
+    bar.ax.axhline(1.0, color="black", linewidth=1)
     return _svg(figure)
 
 
@@ -118,30 +128,47 @@ def quantiles(report: Report) -> str:
 
 
 def realised_error(report: Report) -> str:
-    """MAE and MAPE per window of sale time."""
-    figure = Figure(figsize=(8.0, 3.6), layout="constrained")
-    mae = figure.add_subplot(2, 1, 1)
-    mape = figure.add_subplot(2, 1, 2, sharex=mae)
-    times = np.arange(len(report.errors))
-    mae.plot(times, [_nan(r.mae_dollars) for r in report.errors], marker="o", ms=3)
+    """MAE and MAPE per window of sale time, and the drift score of the sale prices (target
+    drift) when the records carry it."""
+    errors = report.errors
+    targets = [_nan(None if r.target is None else r.target.score) for r in errors]
+    panels = 3 if any(math.isfinite(t) for t in targets) else 2
+    figure = Figure(figsize=(8.0, 1.8 * panels), layout="constrained")
+    mae = figure.add_subplot(panels, 1, 1)
+    mape = figure.add_subplot(panels, 1, 2, sharex=mae)
+    times = np.arange(len(errors))
+    mae.plot(times, [_nan(r.mae_dollars) for r in errors], marker="o", ms=3)
     mae.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"${value:,.0f}"))
     mae.set_ylabel("MAE")
-    mape_values = [_nan(r.mape) for r in report.errors]
-    mape.plot(times, mape_values, marker="o", markersize=3, color="C1")
+    mape.plot(times, [_nan(r.mape) for r in errors], marker="o", markersize=3, color="C1")
     mape.yaxis.set_major_formatter(PercentFormatter(1.0))
     mape.set_ylabel("MAPE")
+    bottom = mape
+    if panels == 3:
+        bottom = figure.add_subplot(panels, 1, 3, sharex=mae)
+        bottom.plot(times, targets, marker="o", markersize=3, color="C2")
+        bottom.axhline(1.0, color="tab:red", linestyle="--", linewidth=1)
+        bottom.set_ylim(bottom=0.0)
+        bottom.set_ylabel("target drift score")
+        mape.tick_params(labelbottom=False)
     mae.tick_params(labelbottom=False)
-    _window_axis(mape, [r.end for r in report.errors])
+    _window_axis(bottom, [r.end for r in errors])
     return _svg(figure)
 
 
-def bars(name: str, shares: Distribution, psi: float | None) -> str:
-    """The reference's and the window's shares over the bins ``name``'s PSI compared."""
+def bars(name: str, shares: Distribution, title: str) -> str:
+    """The reference's and the window's shares over the bins ``name``'s PSI compared, the
+    missing bin last when either side has missing values."""
     figure = Figure(figsize=(3.9, 2.7), layout="constrained")
     axes = figure.add_subplot()
-    reference = shares.reference
-    current = shares.current
+    reference, current = list(shares.reference), shares.current
     labels = _bin_labels(shares, len(reference))
+    current_missing = shares.current_missing or 0.0
+    if shares.reference_missing > 0 or current_missing > 0:
+        labels.append("missing")
+        reference.append(shares.reference_missing)
+        if current is not None or current_missing > 0:
+            current = [*(current or [0.0] * len(shares.reference)), current_missing]
     positions = np.arange(len(reference), dtype=np.float64)
     axes.bar(positions - 0.2, reference, 0.4, color=_REFERENCE_COLOUR, label="reference")
     if current is not None:
@@ -153,8 +180,7 @@ def bars(name: str, shares: Distribution, psi: float | None) -> str:
         positions, labels, rotation=40 if slanted else 0, ha="right" if slanted else "center"
     )
     axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    title = name if psi is None else f"{name}: PSI {psi:.3f}"
-    axes.set_title(title if current is not None else f"{name}: no value in this window")
+    axes.set_title(title if shares.current is not None else f"{name}: no value in this window")
     axes.legend(loc="upper right", frameon=False)
     return _svg(figure)
 

@@ -108,7 +108,6 @@ async def load_report(
     *,
     window: str,
     last: int,
-    psi_threshold: float,
     broker_wait_s: float,
     generated: str = "",
 ) -> Report:
@@ -128,7 +127,6 @@ async def load_report(
         read.records,
         window=window,
         last=last,
-        psi_threshold=psi_threshold,
         skipped=read.skipped,
         source=topic,
         generated=generated,

@@ -132,6 +132,12 @@ def test_the_issue_panels_and_the_seed_counterparts_are_there() -> None:
         "rolling quantiles": "appraise_prediction_quantile_dollars",
         "reference quantiles": "appraise_reference_prediction_quantile_dollars",
         "PSI per feature": "appraise_feature_psi",
+        "drift score per feature": "appraise_feature_drift_score",
+        "prediction drift score": "appraise_prediction_drift_score",
+        "feature importance": "appraise_feature_importance",
+        "likely causes": "appraise_drift_cause_score",
+        "target drift score": "appraise_target_drift_score",
+        "outside the training range": "appraise_feature_out_of_range_ratio",
         "drifting share": "appraise_drifting_features_ratio",
         "realised MAPE": "appraise_realised_error_mape_ratio",
         "errors by reason": "sum by (reason) (rate(appraise_scoring_errors_total",
@@ -147,6 +153,44 @@ def test_the_issue_panels_and_the_seed_counterparts_are_there() -> None:
     memory = next(p for p in live if "process_resident_memory_bytes" in _exprs(p))
     assert memory["type"] == "gauge"
     assert memory["fieldConfig"]["defaults"]["unit"] == "bytes"
+
+
+def _panel(title: str) -> dict[str, Any]:
+    return next(p for p in panels(DASHBOARDS["appraise-live.json"]) if p["title"] == title)
+
+
+@pytest.mark.parametrize(
+    "title", ["Drift score per feature", "Prediction drift score", "Target drift score"]
+)
+def test_drift_scores_are_drawn_against_the_decision_line_at_1(title: str) -> None:
+    panel = _panel(title)
+    assert "drift_score" in _exprs(panel)
+    defaults = panel["fieldConfig"]["defaults"]
+    assert defaults["custom"]["thresholdsStyle"]["mode"] == "line"
+    steps = defaults["thresholds"]["steps"]
+    assert [step["value"] for step in steps] == [None, 1]
+    assert steps[-1]["color"] == "red"
+
+
+def test_the_drift_panels_sit_together() -> None:
+    scores = _panel("Drift score per feature")
+    importance = _panel("Feature importance")
+    causes = _panel("Likely causes")
+    assert importance["type"] == "bargauge"
+    assert causes["type"] == "table"
+    assert causes["targets"][0]["format"] == "table"
+    assert "by (rank, feature)" in _exprs(causes)
+    # Side by side in one row: the score, the importance, the causes.
+    assert {p["gridPos"]["y"] for p in (scores, importance, causes)} == {scores["gridPos"]["y"]}
+    mae, mape, target = (
+        _panel("Realised MAE"),
+        _panel("Realised MAPE"),
+        _panel("Target drift score"),
+    )
+    assert {p["gridPos"]["y"] for p in (mae, mape, target)} == {mae["gridPos"]["y"]}
+    assert _panel("Events outside the training range")["fieldConfig"]["defaults"]["unit"] == (
+        "percentunit"
+    )
 
 
 def test_variables_come_from_the_provisioned_datasource() -> None:

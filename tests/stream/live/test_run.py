@@ -103,7 +103,8 @@ async def test_plain_lines_from_live_servers_with_one_source_down() -> None:
     line = out.getvalue().splitlines()[0]
     match = re.fullmatch(
         r"\d\d:\d\d:\d\d in (\d+\.\d)/s out (\d+\.\d)/s dlq 0\.0/s lag p99 0\.25 s "
-        r"\| pred p50 \$172k \(ref \$165k\) \| worst psi zoning 0\.41, drifting 10% "
+        r"\| pred p50 \$172k \(ref \$165k\) score 0\.10 "
+        r"\| worst zoning score 2\.05 psi 0\.41, drifting 10%, likely causes neighbourhood, zoning "
         r"\| alerts: \? \| down: prometheus \(timeout\)",
         line,
     )

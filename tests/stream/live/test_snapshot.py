@@ -37,10 +37,17 @@ def test_the_latest_closed_window_with_values_is_shown() -> None:
     assert window.quantiles == {f"{q:g}": v for q, v in QUANTILES.items()}
     assert window.reference == {f"{q:g}": v for q, v in REFERENCE.items()}
     assert window.drifting_share == pytest.approx(2 / len(FEATURES))
-    assert worst_features(window) == [
+    assert window.prediction_score == pytest.approx(0.1)
+    # By drift score, not by PSI: year_built's PSI is higher than lot_area_sqft's, its score
+    # (over its critical value 0.4) lower.
+    worst = worst_features(window)
+    assert [(f.feature, f.psi) for f in worst] == [
         ("zoning", 0.41),
         ("neighbourhood", 0.27),
         ("living_area_sqft", 0.12),
-        ("year_built", 0.12),
         ("lot_area_sqft", 0.08),
+        ("year_built", 0.12),
     ]
+    assert [f.score for f in worst] == pytest.approx([2.05, 1.35, 0.6, 0.4, 0.3])
+    assert [f.drifting for f in worst_features(window)] == [True, True, False, False, False]
+    assert window.causes == (("neighbourhood", 1.35), ("zoning", 2.05))  # by rank

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
 from consumers.panes import PaneBook
+from stream.aggregate.drift import Statistics
 from stream.aggregate.policy import DriftPolicy
 from stream.aggregate.state import ErrorPane
 from stream.aggregate.summary import ErrorSummary, WindowAggregate, summarise
@@ -22,6 +24,7 @@ from stream.contract.windows import DriftRecord, ErrorRecord, read_window_record
 from stream.model.profile import ReferenceProfile
 from stream.report.build import Report, build_report
 from stream.settings import AggregateSettings
+from stream.stats.decision import Verdict
 from tests.stream.aggregate.conftest import (  # noqa: F401 - fixtures shared with the app's tests
     VERSION,
     fold_rows,
@@ -76,7 +79,8 @@ def make_windows(
 ) -> WindowMaker:
     """``make_windows(count, name="1m", size=60, hop=size, version=VERSION, start=T0)``:
     (key, record) of ``count`` windows ``hop`` apart and their realised error, in closing order.
-    The first half is like the reference, the next has counts only, the rest drift."""
+    The first half is like the reference, the next has counts only, the rest drift; so do the
+    sale prices of their realised error (target drift), which the first window has none of."""
 
     def make(
         count: int,
@@ -100,11 +104,18 @@ def make_windows(
             errors = ErrorPane()
             for price in (100_000.0, 200_000.0, 300_000.0)[: 1 + i % 3]:
                 errors.add(price * 1.1, price)  # 10 % over: MAPE 0.1
-            error = ErrorSummary(window, errors)
+            error = ErrorSummary(window, errors, None if i == 0 else _target(i > count // 2))
             out += [(summary.key, summary.to_record()), (error.key, error.to_record())]
         return out
 
     return make
+
+
+def _target(drifted: bool) -> Statistics:
+    """The drift of the sale prices: PSI 0.5 against a critical value of 0.25 (score 2) when
+    ``drifted``, else PSI 0.05 (score 0.2)."""
+    psi = Verdict(0.5 if drifted else 0.05, critical=0.25, threshold=PSI_THRESHOLD)
+    return Statistics(psi, ks=0.1, ks_critical=0.2, missing_rate=0.0, unseen_rate=float("nan"))
 
 
 def records_of(pairs: list[tuple[bytes, bytes]]) -> list[Record]:
@@ -116,7 +127,7 @@ def records_of(pairs: list[tuple[bytes, bytes]]) -> list[Record]:
 
 def report_of(records: list[Record], **kwargs: Any) -> Report:
     """``build_report`` with the tests' defaults: the 8 newest ``1m`` windows."""
-    options: dict[str, Any] = {"window": "1m", "last": 8, "psi_threshold": PSI_THRESHOLD}
+    options: dict[str, Any] = {"window": "1m", "last": 8}
     return build_report(records, **{**options, **kwargs})
 
 
@@ -128,3 +139,29 @@ def drift_of(records: list[Record], window: str = "1m") -> list[DriftRecord]:
 def errors_of(records: list[Record]) -> list[ErrorRecord]:
     """The realised-error records, in the order given."""
     return [r for r in records if isinstance(r, ErrorRecord)]
+
+
+#: What the window records gained with the sample-size-aware decision; older ones lack them.
+_NEW_STATS_FIELDS = ("psi_critical", "ks_critical", "score", "drifting")
+_NEW_RECORD_FIELDS = ("likely_causes", "psi_threshold", "false_alarm_level", "target")
+
+
+def written_before_scores(pairs: list[tuple[bytes, bytes]]) -> list[Record]:
+    """The records of ``pairs`` as a stream app wrote them before the drift scores: without the
+    critical values, scores, decisions, likely causes, target drift and missing shares."""
+    records = []
+    for _, value in pairs:
+        data = orjson.loads(value)
+        for name in _NEW_RECORD_FIELDS:
+            data.pop(name, None)
+        stats = [data.get("prediction"), *(data.get("features") or {}).values()]
+        for values in (s for s in stats if s is not None):
+            for name in _NEW_STATS_FIELDS:
+                del values[name]
+        distributions = data.get("distributions")
+        if distributions is not None:
+            for shares in [distributions["prediction"], *distributions["features"].values()]:
+                del shares["reference_missing"], shares["current_missing"]
+        records.append(read_window_record(orjson.dumps(data)))
+    assert None not in records
+    return [r for r in records if r is not None]

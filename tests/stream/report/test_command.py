@@ -38,17 +38,17 @@ async def test_report_command_writes_the_page_and_the_json(
     newest = drift_of(records_of(minutes))[-1]
     features = newest.features
     assert features is not None
-    worst = max(features, key=lambda name: features[name].psi or 0.0)
+    worst = max(features, key=lambda name: features[name].score or 0.0)
     assert lines[2].startswith("6 1m windows")  # 1m: the tumbling window of the defaults
-    assert f"worst feature {worst} PSI {features[worst].psi:.3f}" in lines[2]
+    assert f"worst feature {worst} score {features[worst].score:.2f} (PSI" in lines[2]
     page = (tmp_path / "report.html").read_text()
     assert page.count("<svg") == FULL_PAGE_PLOTS
     document = orjson.loads((tmp_path / "report.json").read_bytes())
     assert document["windows"] == [
         r.model_dump(mode="json") for r in drift_of(records_of(minutes))[-6:]
     ]
-    assert {row["feature"]: row["psi"] for row in document["features"]} == {
-        name: values.psi for name, values in features.items()
+    assert {row["feature"]: (row["score"], row["drifting"]) for row in document["features"]} == {
+        name: (values.score, values.drifting) for name, values in features.items()
     }
 
     missing = await _appraise("report", "--window", "5m", "--out", str(tmp_path), env=env)
