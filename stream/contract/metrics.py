@@ -251,6 +251,32 @@ REALISED_SALES = _m(
     "appraise_realised_error_sales", "gauge", "Sales joined in the last closed window.", _W, _V
 )
 
+PANES_FUTURE = _m(
+    "appraise_panes_future_total",
+    "counter",
+    "Pane partials (or stored panes of a restored clock) not used: they start more than "
+    "event_time_skew_s ahead of the stream app's clock.",
+)
+SALES_FUTURE = _m(
+    "appraise_sales_future_total",
+    "counter",
+    "Joined sales not used for realised error: their sale time is more than event_time_skew_s "
+    "ahead of the stream app's clock.",
+)
+WINDOW_SIZE = _m(
+    "appraise_window_size_seconds",
+    "gauge",
+    "Size of each window kind, set at start-up; type is tumbling or hopping.",
+    _W,
+    "type",
+)
+WINDOW_LAST_CLOSED = _m(
+    "appraise_window_last_closed_timestamp_seconds",
+    "gauge",
+    "Unix time (wall clock) this process last closed a window of this kind holding panes.",
+    _W,
+)
+
 AGGREGATE: Final = (
     PANES,
     PANES_INVALID,
@@ -276,6 +302,10 @@ AGGREGATE: Final = (
     REALISED_MAE,
     REALISED_MAPE,
     REALISED_SALES,
+    PANES_FUTURE,
+    SALES_FUTURE,
+    WINDOW_SIZE,
+    WINDOW_LAST_CLOSED,
 )
 
 #: Every metric of each service, for the docs check and the exporters' own tests.
