@@ -245,7 +245,7 @@ class Scorer(Component):
             delivery = self._need(self._delivery)
             records = [record for batch in fetched.values() for record in batch]
             started = time.perf_counter()
-            self.metrics.events_consumed.inc(len(records))
+            self.metrics.consumed(len(records))
             self.metrics.in_flight.inc(len(records))
             # On the loop's own thread: in a worker thread it was slower here (the GIL handoffs
             # between scoring and the client cost more than the overlap of predict gained).

@@ -112,6 +112,12 @@ HOLDOUT_MAPE = _m(
     _V,
 )
 
+LAST_CONSUMED = _m(
+    "appraise_scorer_last_consumed_timestamp_seconds",
+    "gauge",
+    "Unix time the scorer last took records from the listings topic (0 until the first).",
+)
+
 SCORER: Final = (
     EVENTS_CONSUMED,
     PREDICTIONS,
@@ -128,6 +134,7 @@ SCORER: Final = (
     LAST_COMMIT,
     MODEL_INFO,
     HOLDOUT_MAPE,
+    LAST_CONSUMED,
 )
 
 # --- the stream app ---------------------------------------------------------------------------
