@@ -43,10 +43,11 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from stream.aggregate._faust import faust
-from stream.aggregate.aggregator import ErrorWindows, Outcome, PaneWindows
+from stream.aggregate.aggregator import ErrorWindows, PaneWindows
 from stream.aggregate.config import faust_settings
 from stream.aggregate.join import Retention, StoredPrediction
 from stream.aggregate.metrics import AggregateMetrics
+from stream.aggregate.timed import Outcome
 from stream.aggregate.windows import window_specs
 from stream.contract.decoding import decode
 from stream.contract.events import PredictionEvent, SaleEvent

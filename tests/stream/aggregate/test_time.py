@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 from prometheus_client import CollectorRegistry
 
-from stream.aggregate.aggregator import ErrorWindows, Outcome, PaneWindows
+from stream.aggregate.aggregator import ErrorWindows, PaneWindows
 from stream.aggregate.metrics import AggregateMetrics
+from stream.aggregate.timed import Outcome
 from stream.aggregate.windows import window_specs
 from stream.contract.panes import decode_pane
 from stream.model.profile import ReferenceProfile
