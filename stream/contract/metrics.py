@@ -267,8 +267,8 @@ PANES_FUTURE = _m(
 SALES_FUTURE = _m(
     "appraise_sales_future_total",
     "counter",
-    "Joined sales not used for realised error: their sale time is more than event_time_skew_s "
-    "ahead of the stream app's clock.",
+    "Joined sales (or stored sale panes of a restored clock) not used for realised error: "
+    "their sale time is more than event_time_skew_s ahead of the stream app's clock.",
 )
 WINDOW_SIZE = _m(
     "appraise_window_size_seconds",
