@@ -111,14 +111,19 @@ def score_batch(
     max_bytes: int,
     panes: PaneBook | None = None,
     now: datetime | None = None,
+    skew_s: float | None = None,
 ) -> ScoredBatch:
     """Score ``records``: every valid one gets a prediction, every other one a dead letter.
 
-    All valid rows are predicted in one vectorised call. If that call raises, the batch is split
-    in halves until the rows that make the model fail are found; only those are dead-lettered
-    (reason ``model_error``), as are rows whose prediction is not a finite price within the
-    contract's range. Each prediction names its features outside the model's training range
-    (``out_of_range``). Predictions, features and out-of-range counts are folded into ``panes``.
+    A valid row whose event_time is more than ``skew_s`` ahead of ``now`` is dead-lettered
+    (reason ``future_event_time``) before anything is predicted: it gets no prediction and is
+    not folded into a pane, so it cannot move the stream app's watermark into the future.
+    All other valid rows are predicted in one vectorised call. If that call raises, the batch
+    is split in halves until the rows that make the model fail are found; only those are
+    dead-lettered (reason ``model_error``), as are rows whose prediction is not a finite price
+    within the contract's range. Each prediction names its features outside the model's
+    training range (``out_of_range``). Predictions, features and out-of-range counts are folded
+    into ``panes``.
 
     Args:
         records: consumer records (any topics and partitions).
@@ -126,13 +131,24 @@ def score_batch(
         max_bytes: the largest accepted value (setting ``max_event_bytes``).
         panes: where to fold the pane partials, if anywhere.
         now: the scoring time (default: the clock), stamped on predictions and dead letters.
+        skew_s: how far ahead of ``now`` an event_time may be, in seconds (setting
+            ``event_time_skew_s``); None: no limit.
     """
     moment = now or datetime.now(UTC)
     scored_at = moment.timestamp()
     stamp = rfc3339(moment)
     decoded = decode_batch([r.value for r in records], max_bytes=max_bytes)
-    prices, failures = _predict(model, decoded)
     dead = [(i, exc.reason, exc.detail) for i, exc in decoded.invalid]
+    if skew_s is not None and len(decoded):
+        # One vectorised comparison per batch; rows from the future are rare.
+        ahead = decoded.event_seconds > scored_at + skew_s
+        if ahead.any():
+            for row in np.flatnonzero(ahead).tolist():
+                when = decoded.event_times[row]
+                detail = _future_detail(when, float(decoded.event_seconds[row]), moment, skew_s)
+                dead.append((int(decoded.index[row]), "future_event_time", detail))
+            decoded = _subset(decoded, ~ahead)
+    prices, failures = _predict(model, decoded)
     if failures:
         keep = np.ones(len(decoded), dtype=np.bool_)
         for row, detail in failures.items():
@@ -271,6 +287,14 @@ def _prediction_records(
 
 def _json(text: str) -> str:
     return orjson.dumps(text).decode()
+
+
+def _future_detail(when: str, seconds: float, now: datetime, skew_s: float) -> str:
+    ahead = seconds - now.timestamp()
+    return (
+        f"event_time {when} is {ahead:,.0f} s ahead of the scorer's clock {rfc3339(now)} "
+        f"(allowed skew {skew_s:g} s, setting event_time_skew_s)"
+    )
 
 
 def _dead_letter(record: RecordLike, reason: Reason, detail: str, stamp: str) -> DeadLetter:

@@ -9,6 +9,7 @@ first event.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -97,6 +98,7 @@ class ScorerMetrics:
         self.holdout_mape = gauge(names.HOLDOUT_MAPE, r)
         for reason in REASONS:
             self.scoring_errors.labels(reason=reason)
+        self.last_consumed = gauge(names.LAST_CONSUMED, r)
         self._lag_series: set[tuple[str, str]] = set()
         if process_collectors:
             process_collectors_of(registry)
@@ -105,6 +107,12 @@ class ScorerMetrics:
         """Announce the model in use; creates its predictions series at 0."""
         self.model_info.info({"version": version, **info})
         self.predictions.labels(model_version=version)
+
+    def consumed(self, records: int) -> None:
+        """Count ``records`` taken from the listings topic, now (``AppraiseNoData`` reads the
+        time)."""
+        self.events_consumed.inc(records)
+        self.last_consumed.set(time.time())
 
     def set_holdout_mape(self, version: str, mape: float) -> None:
         """Export the model card's hold-out MAPE (a fraction) for the model in use only."""

@@ -12,10 +12,9 @@ A rebalance waits for the batch in hand to be committed before the partitions go
 fetched before a rebalance but not yet started is dropped (its records are fetched again, by
 whoever owns them then), so a clean rebalance causes no duplicates.
 
-Pane partials (:mod:`consumers.panes`; the record is :mod:`stream.contract.panes`) are
-published at most every ``pane_publish_interval_s``, and before partitions go or the scorer
-stops. After a crash, at most that interval of pane partials is lost (the monitor's counts, not
-predictions).
+Pane partials (:mod:`consumers.panes`, record :mod:`stream.contract.panes`) go out at most every
+``pane_publish_interval_s`` and before partitions go or the scorer stops; a crash loses at most
+that interval of them (the monitor's counts, not predictions).
 """
 
 from __future__ import annotations
@@ -246,13 +245,17 @@ class Scorer(Component):
             delivery = self._need(self._delivery)
             records = [record for batch in fetched.values() for record in batch]
             started = time.perf_counter()
-            self.metrics.events_consumed.inc(len(records))
+            self.metrics.consumed(len(records))
             self.metrics.in_flight.inc(len(records))
             # On the loop's own thread: in a worker thread it was slower here (the GIL handoffs
             # between scoring and the client cost more than the overlap of predict gained).
             self._need(self._threads).for_rows(len(records))
             scored = score_batch(
-                records, self.model, max_bytes=self.settings.max_event_bytes, panes=self.panes
+                records,
+                self.model,
+                max_bytes=self.settings.max_event_bytes,
+                panes=self.panes,
+                skew_s=self.settings.event_time_skew_s,
             )
             # The previous batch is committed before this one is sent: at most one batch is
             # ever delivered and not committed, so a crash repeats at most one batch.

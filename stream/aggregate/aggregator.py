@@ -4,52 +4,39 @@ The tables are plain ``MutableMapping[str, str]``: faust tables in the app (chan
 so a restarted worker continues its windows), dicts in the unit tests. Every key of one model
 version must be updated from the same stream partition (the app routes by model version), so
 each table entry lives in one changelog partition.
+
+Both keep their clocks within the service's clock and advance them through silence
+(:mod:`stream.aggregate.timed`, :mod:`stream.aggregate.clock`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import MutableMapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Sequence
 
 from stream.aggregate.policy import DriftPolicy
 from stream.aggregate.state import ErrorPane, PaneState, partial_digest
-from stream.aggregate.summary import (
-    ErrorSummary,
-    WindowAggregate,
-    WindowSummary,
-    summarise,
-    summarise_errors,
-)
-from stream.aggregate.windows import Admission, Clock, Window, WindowSpec, common_pane_width
-from stream.contract.panes import decode_pane
+from stream.aggregate.summary import WindowAggregate, WindowSummary, summarise, summarise_errors
+from stream.aggregate.timed import Outcome, Table, TimedWindows, pane_key, warn_future
+from stream.aggregate.windows import Window, WindowSpec, common_pane_width
+from stream.contract.panes import Pane, decode_pane
 from stream.errors import DataError
 from stream.model.profile import ReferenceProfile
-from stream.settings import AggregateSettings
-
-Table = MutableMapping[str, str]
+from stream.settings import DEFAULT_EVENT_TIME_SKEW_S, AggregateSettings
 
 
-@dataclass
-class Outcome:
-    """What one input did: its admission and the windows it closed."""
-
-    admission: Admission | None = None
-    duplicate: bool = False
-    closed: list[WindowSummary] = field(default_factory=list)
-    closed_errors: list[ErrorSummary] = field(default_factory=list)
-
-
-class PaneWindows:
+class PaneWindows(TimedWindows):
     """Pane partials in, window summaries out.
 
     Args:
         specs: the windows (``stream.aggregate.windows.window_specs``).
-        settings: lateness (and the drift policy's settings).
+        settings: lateness, idle time and the drift policy's settings.
         profile: the reference the drift is measured against; its ``sketch_k`` is the sketch
             size every pane must have.
         panes: table of pane states, key ``<model version>/<pane start>``.
         clocks: table of window clocks, key ``<model version>``.
+        skew_s: how far ahead of ``now`` a pane may start (setting ``event_time_skew_s``).
     """
 
     def __init__(
@@ -59,54 +46,70 @@ class PaneWindows:
         profile: ReferenceProfile,
         panes: Table,
         clocks: Table,
+        *,
+        skew_s: float = DEFAULT_EVENT_TIME_SKEW_S,
     ) -> None:
-        self.specs = tuple(specs)
+        lateness, idle = settings.allowed_lateness_seconds, settings.idle_after_seconds
+        super().__init__(specs, lateness, panes, clocks, skew_s=skew_s, idle_s=idle)
         self.settings = settings
         self.profile = profile
         self.policy = DriftPolicy.of(settings)
         self.k = profile.sketch_k
-        self.panes = panes
-        self.clocks = clocks
         # Decoded pane states beside the text the table holds: decoding a pane's 15 sketches
         # costs more than merging them, and a pane is read again by every window that closes.
         self._decoded: dict[str, tuple[str, PaneState]] = {}
 
-    def process(self, raw: bytes) -> Outcome:
-        """Fold one pane record in; raise :class:`DataError` if it cannot be used."""
+    def process(self, raw: bytes, now: float | None = None) -> Outcome:
+        """Fold one pane record in at wall time ``now`` (default: the clock); raise
+        :class:`DataError` if it cannot be used."""
+        now = time.time() if now is None else now
         partial = decode_pane(raw, k=self.k)
         for spec in self.specs:
             spec.check_pane_width(partial.seconds)
         version = partial.model_version
-        clock = _clock(self.clocks, version, partial.seconds)
+        outcome = Outcome()
+        clock = self._load(version, partial.seconds, now, outcome)
         if not math.isclose(clock.pane_seconds, partial.seconds):
             raise DataError(
                 f"model {version} sent panes of {clock.pane_seconds:g} s and now of "
                 f"{partial.seconds:g} s: restart the scorers with one pane width"
             )
-        lateness = self.settings.allowed_lateness_seconds
-        admission = clock.admit(partial.start, self.specs, lateness)
-        outcome = Outcome(admission)
-        if admission.accepted:
-            key = _pane_key(version, partial.start)
-            digest = partial_digest(raw)
-            state = self._load(key)
-            if state is None:
-                self._store(key, PaneState(partial, [digest]))
-            elif state.fold(partial, digest):
-                self._store(key, state)
-            else:
-                outcome.duplicate = True
-        closed, expired = clock.advance(partial.start, self.specs, lateness)
-        for window, starts in closed:
-            outcome.closed.append(self._summary(window, starts))
-        for start in expired:
-            key = _pane_key(version, start)
-            self.panes.pop(key, None)
-            self._decoded.pop(key, None)
-        self.clocks[version] = clock.to_json()
+        if partial.start > now + self.skew_s:  # from the future: the watermark stays
+            outcome.future += 1
+            warn_future("pane partial of model", version, partial.start, now, self.skew_s)
+        else:
+            admission = outcome.admission = clock.admit(partial.start, *self._rules)
+            if admission.accepted:
+                self._fold(partial, raw, outcome)
+            self._moved(clock, clock.advance_to(partial.start, *self._rules), outcome)
+            if admission.accepted:
+                clock.note_arrival(now)
+        if outcome.admission is not None or outcome.capped is not None:
+            self.clocks[version] = clock.to_json()
         return outcome
 
-    def _load(self, key: str) -> PaneState | None:
+    def _fold(self, partial: Pane, raw: bytes, outcome: Outcome) -> None:
+        key = pane_key(partial.model_version, partial.start)
+        digest = partial_digest(raw)
+        state = self._load_pane(key)
+        if state is None:
+            self._store(key, PaneState(partial, [digest]))
+        elif state.fold(partial, digest):
+            self._store(key, state)
+        else:
+            outcome.duplicate = True
+
+    def _close(self, window: Window, starts: list[float], outcome: Outcome) -> None:
+        outcome.closed.append(self._summary(window, starts))
+
+    def _emptied(self, windows: list[Window], outcome: Outcome) -> None:
+        outcome.emptied += windows
+
+    def _forget(self, key: str) -> None:
+        self.panes.pop(key, None)
+        self._decoded.pop(key, None)
+
+    def _load_pane(self, key: str) -> PaneState | None:
         text = self.panes.get(key)
         if text is None:
             self._decoded.pop(key, None)
@@ -126,13 +129,13 @@ class PaneWindows:
     def _summary(self, window: Window, starts: list[float]) -> WindowSummary:
         panes = []
         for start in starts:
-            state = self._load(_pane_key(window.model_version, start))
+            state = self._load_pane(pane_key(window.model_version, start))
             if state is not None:
                 panes.append(state.pane)
         return summarise(window, WindowAggregate.of(panes, self.k), self.profile, self.policy)
 
 
-class ErrorWindows:
+class ErrorWindows(TimedWindows):
     """Joined sales in, realised-error summaries out, by sale time.
 
     Sales are folded into panes of the widest width that tiles every window, with their own
@@ -140,10 +143,13 @@ class ErrorWindows:
 
     Args:
         specs: the windows.
-        settings: lateness (and the drift policy's settings, for target drift).
+        settings: lateness and the drift policy's settings (target drift).
         profile: the training sale prices target drift is measured against.
         panes: table of error panes, key ``<model version>/<pane start>``.
         clocks: table of clocks, key ``<model version>``.
+        skew_s: how far ahead of ``now`` a sale time may be (setting ``event_time_skew_s``).
+        idle_s: wall seconds without a sale after which the watermark follows the clock
+            (default: never).
     """
 
     def __init__(
@@ -153,46 +159,57 @@ class ErrorWindows:
         profile: ReferenceProfile,
         panes: Table,
         clocks: Table,
+        *,
+        skew_s: float = DEFAULT_EVENT_TIME_SKEW_S,
+        idle_s: float = math.inf,
     ) -> None:
-        self.specs = tuple(specs)
-        self.lateness = settings.allowed_lateness_seconds
+        lateness = settings.allowed_lateness_seconds
+        super().__init__(specs, lateness, panes, clocks, skew_s=skew_s, idle_s=idle_s)
         self.profile = profile
         self.policy = DriftPolicy.of(settings)
         self.k = profile.sketch_k
         self.width = common_pane_width(self.specs)
-        self.panes = panes
-        self.clocks = clocks
 
-    def process(self, version: str, sale_time: float, predicted: float, actual: float) -> Outcome:
-        """Fold one joined sale: its time (Unix s), predicted and sale price (US dollars)."""
+    def process(
+        self,
+        version: str,
+        sale_time: float,
+        predicted: float,
+        actual: float,
+        now: float | None = None,
+    ) -> Outcome:
+        """Fold one joined sale: its time (Unix s), predicted and sale price (US dollars), at
+        wall time ``now`` (default: the clock)."""
+        now = time.time() if now is None else now
+        outcome = Outcome()
+        clock = self._load(version, self.width, now, outcome)
+        if sale_time > now + self.skew_s:
+            outcome.future += 1
+            warn_future("joined sale of model", version, sale_time, now, self.skew_s)
+            if outcome.capped is not None:
+                self.clocks[version] = clock.to_json()
+            return outcome
         start = math.floor(sale_time / self.width) * self.width
-        clock = _clock(self.clocks, version, self.width)
-        admission = clock.admit(start, self.specs, self.lateness)
-        outcome = Outcome(admission)
+        admission = outcome.admission = clock.admit(start, *self._rules)
         if admission.accepted:
-            key = _pane_key(version, start)
+            key = pane_key(version, start)
             stored = self.panes.get(key)
             pane = ErrorPane.of(self.k) if stored is None else ErrorPane.from_text(stored, self.k)
             pane.add(predicted, actual)
             self.panes[key] = pane.to_text()
-        closed, expired = clock.advance(start, self.specs, self.lateness)
-        for window, starts in closed:
-            total = ErrorPane.of(self.k)
-            for s in starts:
-                stored = self.panes.get(_pane_key(version, s))
-                if stored is not None:
-                    total.merge(ErrorPane.from_text(stored, self.k))
-            outcome.closed_errors.append(summarise_errors(window, total, self.profile, self.policy))
-        for s in expired:
-            self.panes.pop(_pane_key(version, s), None)
+        self._moved(clock, clock.advance_to(start, *self._rules), outcome)
+        if admission.accepted:
+            clock.note_arrival(now)
         self.clocks[version] = clock.to_json()
         return outcome
 
+    def _close(self, window: Window, starts: list[float], outcome: Outcome) -> None:
+        total = ErrorPane.of(self.k)
+        for s in starts:
+            stored = self.panes.get(pane_key(window.model_version, s))
+            if stored is not None:
+                total.merge(ErrorPane.from_text(stored, self.k))
+        outcome.closed_errors.append(summarise_errors(window, total, self.profile, self.policy))
 
-def _clock(clocks: Table, version: str, width: float) -> Clock:
-    stored = clocks.get(version)
-    return Clock(version, width) if stored is None else Clock.from_json(stored)
-
-
-def _pane_key(version: str, start: float) -> str:
-    return f"{version}/{start:.3f}"
+    def _emptied(self, windows: list[Window], outcome: Outcome) -> None:
+        outcome.emptied_errors += windows

@@ -18,6 +18,12 @@ Agents (each one stream over all its assigned partitions):
     lag is exported (``appraise_consumer_lag_records``).
 ``aggregate-errors``
     realised error (MAE, MAPE) per window of sale time.
+``idle-ticks`` (a timer, every second)
+    sends a tick, keyed by model version, to the two internal topics for every version whose
+    stream is silent (``idle_seconds``) or whose restored watermark is beyond the cap: the agent
+    that owns the version's partition (and so its table entries) then moves the watermark by
+    its clock (``stream.aggregate.clock``), closing windows and clearing the gauges of empty
+    ones. Panes and sales beyond this clock plus ``event_time_skew_s`` are dropped and counted.
 
 Window state lives in faust tables (memory store, changelog-backed): a restarted worker reads the
 changelogs back and continues its open windows. On the embedded broker (Tansu) the changelog is
@@ -37,10 +43,11 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from stream.aggregate._faust import faust
-from stream.aggregate.aggregator import ErrorWindows, Outcome, PaneWindows
+from stream.aggregate.aggregator import ErrorWindows, PaneWindows
 from stream.aggregate.config import faust_settings
 from stream.aggregate.join import Retention, StoredPrediction
 from stream.aggregate.metrics import AggregateMetrics
+from stream.aggregate.timed import Outcome
 from stream.aggregate.windows import window_specs
 from stream.contract.decoding import decode
 from stream.contract.events import PredictionEvent, SaleEvent
@@ -54,6 +61,10 @@ log = logging.getLogger(__name__)
 
 #: How often the consumer-lag gauges are refreshed, in seconds.
 LAG_REFRESH_S: Final = 1.0
+#: How often silent streams are looked for (and ticked), in seconds.
+IDLE_TICK_S: Final = 1.0
+#: The value of a tick record on the internal topics (a pane or a joined sale is JSON).
+IDLE_TICK: Final = b"appraise/idle-tick"
 # A table key no record uses: the tombstones that seal the changelogs on stop.
 _SEAL_KEY: Final = "__appraise_seal__"
 
@@ -106,12 +117,18 @@ class AggregateApp(Component):
         def table(name: str) -> Any:
             return app.Table(name, default=None, key_type=str, value_type=str)
 
-        specs = window_specs(agg)
+        specs, skew = window_specs(agg), settings.event_time_skew_s
         self.pane_windows = PaneWindows(
-            specs, agg, profile, table("pane-states"), table("pane-clocks")
+            specs, agg, profile, table("pane-states"), table("pane-clocks"), skew_s=skew
         )
         self.error_windows = ErrorWindows(
-            specs, agg, profile, table("error-panes"), table("error-clocks")
+            specs,
+            agg,
+            profile,
+            table("error-panes"),
+            table("error-clocks"),
+            skew_s=skew,
+            idle_s=agg.idle_after_seconds,
         )
         self.recent = table("recent-predictions")
         self.retention = Retention(agg.prediction_retention_seconds)
@@ -131,6 +148,7 @@ class AggregateApp(Component):
                 self.errors_by_model.get_topic_name(),
             }
         app.timer(LAG_REFRESH_S, name="refresh-lag")(self._refresh_lag)
+        app.timer(IDLE_TICK_S, name="idle-ticks")(self._idle_ticks)
         self._next_offsets: dict[tuple[str, int], int] = {}
         #: Per source topic: when its first and latest record reached an agent, and how many.
         self.activity: dict[str, Activity] = {}
@@ -202,13 +220,17 @@ class AggregateApp(Component):
 
     async def _aggregate_panes(self, stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            self._seen(event)
+            tick = self._seen(event)
             try:
-                outcome = self.pane_windows.process(event.value)
+                if tick:
+                    outcome = self.pane_windows.idle((event.key or b"").decode(), time.time())
+                else:
+                    outcome = self.pane_windows.process(event.value, time.time())
             except DataError as exc:
-                self.metrics.panes_invalid.inc()
+                self.metrics.panes_invalid.inc(0 if tick else 1)
                 log.warning("pane record not used: %s", exc)
                 continue
+            self.metrics.panes_future.inc(outcome.future)
             await self._publish(outcome)
 
     async def _store_predictions(self, stream: faust.StreamT[bytes]) -> None:
@@ -257,18 +279,23 @@ class AggregateApp(Component):
 
     async def _aggregate_errors(self, stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            self._seen(event)
+            version, now = (event.key or b"").decode(), time.time()
             try:
-                joined = orjson.loads(event.value)
-                outcome = self.error_windows.process(
-                    (event.key or b"").decode(),
-                    float(joined["sale_time"]),
-                    float(joined["predicted"]),
-                    float(joined["actual"]),
-                )
+                if self._seen(event):
+                    outcome = self.error_windows.idle(version, now)
+                else:
+                    joined = orjson.loads(event.value)
+                    outcome = self.error_windows.process(
+                        version,
+                        float(joined["sale_time"]),
+                        float(joined["predicted"]),
+                        float(joined["actual"]),
+                        now,
+                    )
             except (DataError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 log.warning("joined sale not used: %r", exc)
                 continue
+            self.metrics.sales_future.inc(outcome.future)
             await self._publish(outcome)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -288,13 +315,38 @@ class AggregateApp(Component):
             await self.windows_topic.send(key=errors.key, value=errors.to_record())
             self.metrics.errors_closed(errors)
             self.published += 1
+        # Empty windows get no record: silence would flood the topic with windows of nothing
+        # (and a replay's gaps of event time with thousands); the gauges say it instead.
+        for window in outcome.emptied:
+            self.metrics.window_empty(window)
+        for window in outcome.emptied_errors:
+            self.metrics.errors_empty(window)
+        if outcome.closed:
+            self.metrics.windows_closed_at({s.window.name for s in outcome.closed}, time.time())
 
-    def _seen(self, event: faust.EventT[bytes]) -> None:
+    def _seen(self, event: faust.EventT[bytes]) -> bool:
+        """Note an input record (its offset for the lag, its time); True if it is an idle tick
+        (which counts in the lag, not as activity)."""
         message = event.message
         self._next_offsets[(message.topic, message.partition)] = message.offset + 1
+        if event.value == IDLE_TICK:
+            return True
         now = time.monotonic()
         first, _, records = self.activity.get(message.topic, (now, now, 0))
         self.activity[message.topic] = Activity(first, now, records + 1)
+        return False
+
+    async def _idle_ticks(self) -> None:
+        """Tick every model version whose stream is silent (``idle-ticks`` above)."""
+        now = time.time()
+        agg = self.settings.aggregate
+        for enabled, windows, topic in (
+            (agg.windows_enabled, self.pane_windows, self.panes_by_model),
+            (agg.join_enabled, self.error_windows, self.errors_by_model),
+        ):
+            if enabled:
+                for version in windows.due_for_tick(now):
+                    await topic.send(key=version.encode(), value=IDLE_TICK)
 
     async def _refresh_lag(self) -> None:
         consumer = self.app.consumer

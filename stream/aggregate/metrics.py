@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from prometheus_client import CollectorRegistry, Gauge
 
 from stream.aggregate.summary import ErrorSummary, WindowSummary
+from stream.aggregate.windows import Window
 from stream.contract import metrics as names
 from stream.contract.features import CATEGORICAL_FEATURES, FEATURES
 from stream.contract.windows import QUANTILES, quantile_key
@@ -78,6 +79,10 @@ class AggregateMetrics:
         for window in windows:
             for counter in (self.panes_late, self.panes_dropped, self.windows_closed):
                 counter.labels(window)
+        self.panes_future = build.counter(names.PANES_FUTURE, r)
+        self.sales_future = build.counter(names.SALES_FUTURE, r)
+        self.window_size = build.gauge(names.WINDOW_SIZE, r)
+        self.window_last_closed = build.gauge(names.WINDOW_LAST_CLOSED, r)
         if process_collectors:
             build.process_collectors(r)
 
@@ -207,6 +212,37 @@ class AggregateMetrics:
         target = summary.target
         _set(self.target_psi, math.nan if target is None else target.psi.statistic, window, version)
         _set(self.target_score, math.nan if target is None else target.score, window, version)
+
+    # -- time: window sizes, silence ------------------------------------------------------------
+
+    def set_window_size(self, window: str, kind: str, seconds: float) -> None:
+        """Export the size of a window kind (``kind``: tumbling or hopping), for the rules."""
+        self.window_size.labels(window, kind).set(seconds)
+
+    def windows_closed_at(self, windows: Iterable[str], at: float) -> None:
+        """Windows of these kinds holding panes closed at wall time ``at`` (Unix seconds)."""
+        for window in windows:
+            self.window_last_closed.labels(window).set(at)
+
+    def window_empty(self, window: Window) -> None:
+        """A window of this kind closed holding no pane: its gauges say "no data" (events 0,
+        the drift and quantile series removed) until a window with panes closes. Versions
+        whose series are not kept are left alone."""
+        name, version = window.name, window.model_version
+        if version not in self._versions:
+            return
+        self.window_events.labels(name, version).set(0)
+        self.window_end.labels(name, version).set(window.end)
+        self._clear_drift(name, version)
+
+    def errors_empty(self, window: Window) -> None:
+        """A window of sale time closed with no sale: sales 0, MAE and MAPE removed."""
+        name, version = window.name, window.model_version
+        if version not in self._versions:
+            return
+        self.realised_sales.labels(name, version).set(0)
+        _remove(self.realised_mae, name, version)
+        _remove(self.realised_mape, name, version)
 
     def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         """Set the lag of every assigned partition; remove the series of the others."""

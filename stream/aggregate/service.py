@@ -25,12 +25,16 @@ log = logging.getLogger(__name__)
 
 
 def new_metrics(settings: Settings, registry: CollectorRegistry) -> AggregateMetrics:
-    """The app's metrics on ``registry``, with the window labels of ``settings``."""
-    return AggregateMetrics(
+    """The app's metrics on ``registry``, with the window labels and sizes of ``settings``."""
+    specs = window_specs(settings.aggregate)
+    metrics = AggregateMetrics(
         registry,
-        [spec.name for spec in window_specs(settings.aggregate)],
+        [spec.name for spec in specs],
         max_model_versions=settings.aggregate.max_model_versions,
     )
+    for spec, kind in zip(specs, ("tumbling", "hopping"), strict=True):
+        metrics.set_window_size(spec.name, kind, spec.size)
+    return metrics
 
 
 class AggregateService:

@@ -2,13 +2,16 @@
 
 One run on the broker in use, fresh topics, deleted afterwards:
 
-1. Publish ``events`` listings (the bundled hold-out sales, cycled, ``event_time`` = now at
-   publication, as live traffic) and score them with :class:`consumers.scorer.Scorer` (its batch
-   path, in process): the scorer's events/s, and the pane stream those events produce.
+1. Publish ``events`` listings (the bundled hold-out sales, cycled, ``event_time`` an hour
+   before publication, as live traffic an hour late) and score them with
+   :class:`consumers.scorer.Scorer` (its batch path, in process): the scorer's events/s, and the
+   pane stream those events produce.
 2. A fresh stream app on that pane stream (started after scoring, so its start-up is not
    counted): pane partials per second from the first partial reaching the app to the last one
-   merged, and the equivalent events/s (events scored / that time). A final pane far ahead in
-   event time closes every window, so closing, summarising and publishing are counted too.
+   merged, and the equivalent events/s (events scored / that time). Then a final pane an hour
+   ahead of the listings (at the time of the run: a pane from the future would be dropped, see
+   ``event_time_skew_s``) closes every window; its time from reaching the app to the first
+   window published is added, so closing and summarising are counted too.
 3. The label join on its own app: ``join_events`` predictions, then a sale for each; events/s
    through the join (predictions stored + sales joined, per second).
 
@@ -31,7 +34,7 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from consumers.panes import PaneBook
-from stream.aggregate.app import AggregateApp
+from stream.aggregate.app import Activity, AggregateApp
 from stream.aggregate.service import new_metrics
 from stream.bench.common import figures_json, listing_chunks, publish_chunks, run_tag, score, until
 from stream.contract.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
@@ -45,6 +48,9 @@ from stream.settings import ScorerSettings, Settings, TopicSettings
 
 #: Longest wait for the app to work through its input, in seconds.
 _DRAIN_TIMEOUT_S: Final = 600.0
+#: How far the closing pane is ahead of the listings' event time, in seconds (it must pass
+#: every window's end plus the lateness).
+_AHEAD_S: Final = 3_600.0
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,8 @@ async def bench_aggregate(
     try:
         bench = settings.model_copy(update={"topics": _topics(settings, names)})
         progress(f"publishing {events:,} listings and scoring them")
-        await publish_chunks(bench, names["listings"], listing_chunks(events))
+        listings = listing_chunks(events, age_s=_AHEAD_S)
+        await publish_chunks(bench, names["listings"], listings)
         scored = await score(bench, scorer, model, max_events=events, timeout_s=_DRAIN_TIMEOUT_S)
         scorer_eps = scored.events_per_second
         progress(f"scorer: {scorer_eps:,.0f} events/s")
@@ -115,10 +122,10 @@ async def bench_aggregate(
             settings.kafka, [TopicPartition(names["panes"], p) for p in range(parts)]
         )
         panes = sum(ends.values())
-        await publish_chunks(bench, names["panes"], [[_tick(model.profile, model.version, scorer)]])
         progress(f"aggregating the {panes:,} pane partials (and a closing one)")
         app_id = f"bench-aggregate-{tag}"
-        seconds, ready_s = await _aggregate(bench, model.profile, app_id, panes + 1)
+        tick = _tick(model.profile, model.version, scorer)
+        seconds, ready_s = await _aggregate(bench, model.profile, app_id, panes, tick)
         progress(f"aggregation: {panes + 1:,} partials in {seconds * 1e3:,.0f} ms")
         join_topics = names | {"predictions": names["jpred"], "sales": names["jsales"]}
         join = settings.model_copy(update={"topics": _topics(settings, join_topics)})
@@ -154,9 +161,10 @@ def _topics(settings: Settings, names: dict[str, str]) -> TopicSettings:
 
 
 def _tick(profile: ReferenceProfile, version: str, scorer: ScorerSettings) -> tuple[bytes, bytes]:
-    """One pane partial an hour ahead: it closes every window of the scored panes."""
+    """One pane partial an hour ahead of the scored listings (now): it closes all their
+    windows."""
     book = PaneBook(scorer.pane_seconds, version, profile.sketch_k)
-    ahead = time.time() + 3_600
+    ahead = time.time()
     book.fold(
         np.array([ahead]),
         np.array([200_000.0]),
@@ -168,23 +176,38 @@ def _tick(profile: ReferenceProfile, version: str, scorer: ScorerSettings) -> tu
 
 
 async def _aggregate(
-    settings: Settings, profile: ReferenceProfile, app_id: str, partials: int
+    settings: Settings,
+    profile: ReferenceProfile,
+    app_id: str,
+    partials: int,
+    tick: tuple[bytes, bytes],
 ) -> tuple[float, float]:
-    """Seconds from the first partial reaching the app to the last merged; and start-up."""
+    """Seconds from the first partial reaching the app to the last merged, plus the closing
+    pane's seconds from reaching the app to its first window published; and start-up.
+
+    The closing pane goes out once the others are merged: sent before, it could reach the app
+    first (the route agent reads four partitions), and then every other pane would be late."""
     # The windows alone, as they run beside a scorer faster than the join (see join_enabled).
     aggregate = settings.aggregate.model_copy(update={"app_id": app_id, "join_enabled": False})
     bench = settings.model_copy(update={"aggregate": aggregate})
     app = AggregateApp(bench, profile, new_metrics(bench, CollectorRegistry()))
     by_model = app.panes_by_model.get_topic_name()
+
+    def merged() -> int:
+        return app.activity.get(by_model, Activity(0, 0, 0)).records
+
     async with app:
         await until(
-            lambda: app.activity.get(by_model, (0, 0, 0))[2] >= partials,
+            lambda: merged() >= partials,
             "the stream app getting through its panes",
             _DRAIN_TIMEOUT_S,
         )
         first = app.activity[settings.topics.panes].first
         last = app.activity[by_model].last
-    return max(last - first, 1e-6), app.ready_after_s or 0.0
+        await publish_chunks(bench, settings.topics.panes, [[tick]])
+        await until(lambda: app.published > 0, "the closing pane closing windows", 60.0)
+        closing = time.monotonic() - app.activity[by_model].last
+    return max(last - first, 1e-6) + closing, app.ready_after_s or 0.0
 
 
 async def _join(

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -47,11 +47,14 @@ def holdout_listings() -> list[dict[str, object]]:
     return [d.listing for d in holdout_drafts() if d.listing is not None]
 
 
-def listing_chunks(n: int, prefix: str = "bench") -> Iterator[list[tuple[bytes, bytes]]]:
-    """Chunks of (key, value): hold-out listings with fresh ids; ``event_time`` is now."""
+def listing_chunks(
+    n: int, prefix: str = "bench", *, age_s: float = 0.0
+) -> Iterator[list[tuple[bytes, bytes]]]:
+    """Chunks of (key, value): hold-out listings with fresh ids; ``event_time`` is now, less
+    ``age_s`` seconds."""
     base = holdout_listings()
     for start in range(0, n, CHUNK):
-        now = rfc3339(datetime.now(UTC))
+        now = rfc3339(datetime.now(UTC) - timedelta(seconds=age_s))
         chunk = []
         for i in range(start, min(n, start + CHUNK)):
             listing_id = f"{prefix}-{i:08d}"

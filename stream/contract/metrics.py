@@ -112,6 +112,12 @@ HOLDOUT_MAPE = _m(
     _V,
 )
 
+LAST_CONSUMED = _m(
+    "appraise_scorer_last_consumed_timestamp_seconds",
+    "gauge",
+    "Unix time the scorer last took records from the listings topic (0 until the first).",
+)
+
 SCORER: Final = (
     EVENTS_CONSUMED,
     PREDICTIONS,
@@ -128,6 +134,7 @@ SCORER: Final = (
     LAST_COMMIT,
     MODEL_INFO,
     HOLDOUT_MAPE,
+    LAST_CONSUMED,
 )
 
 # --- the stream app ---------------------------------------------------------------------------
@@ -307,6 +314,32 @@ TARGET_SCORE = _m(
     _V,
 )
 
+PANES_FUTURE = _m(
+    "appraise_panes_future_total",
+    "counter",
+    "Pane partials (or stored panes of a restored clock) not used: they start more than "
+    "event_time_skew_s ahead of the stream app's clock.",
+)
+SALES_FUTURE = _m(
+    "appraise_sales_future_total",
+    "counter",
+    "Joined sales (or stored sale panes of a restored clock) not used for realised error: "
+    "their sale time is more than event_time_skew_s ahead of the stream app's clock.",
+)
+WINDOW_SIZE = _m(
+    "appraise_window_size_seconds",
+    "gauge",
+    "Size of each window kind, set at start-up; type is tumbling or hopping.",
+    _W,
+    "type",
+)
+WINDOW_LAST_CLOSED = _m(
+    "appraise_window_last_closed_timestamp_seconds",
+    "gauge",
+    "Unix time (wall clock) this process last closed a window of this kind holding panes.",
+    _W,
+)
+
 AGGREGATE: Final = (
     PANES,
     PANES_INVALID,
@@ -339,6 +372,10 @@ AGGREGATE: Final = (
     REALISED_SALES,
     TARGET_PSI,
     TARGET_SCORE,
+    PANES_FUTURE,
+    SALES_FUTURE,
+    WINDOW_SIZE,
+    WINDOW_LAST_CLOSED,
 )
 
 #: Every metric of each service, for the docs check and the exporters' own tests.

@@ -20,6 +20,7 @@ Reason = Literal[
     "out_of_range",  # a negative area, a year in the future, a latitude past 90...
     "invalid_value",  # any other rule (empty id, timestamp without a time zone, ...)
     "model_error",  # valid, but the model failed on this row
+    "future_event_time",  # valid, but event_time is more than event_time_skew_s ahead of the scorer
 ]
 #: Every reason code, so metrics can create their series at start-up.
 REASONS: Final[tuple[Reason, ...]] = get_args(Reason)

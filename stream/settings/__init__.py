@@ -30,6 +30,8 @@ from stream.settings.sections import (
 
 ENV_PREFIX = "APPRAISE_"
 ENV_NESTED_DELIMITER = "__"
+#: Default of ``event_time_skew_s``, in seconds; the pure window code's default too.
+DEFAULT_EVENT_TIME_SKEW_S = 300.0
 
 
 class Settings(BaseSettings):
@@ -58,6 +60,15 @@ class Settings(BaseSettings):
         default=1_000_000,
         ge=1_024,
         description="largest accepted event value in bytes; larger ones are dead-lettered",
+    )
+    event_time_skew_s: float = Field(
+        default=DEFAULT_EVENT_TIME_SKEW_S,
+        ge=0,
+        le=31_622_400,
+        description="how far ahead of a service's own clock an event_time may be, in seconds: "
+        "the scorer dead-letters listings further ahead (future_event_time), and the stream app "
+        "drops pane partials and sales further ahead and never moves a watermark past its "
+        "clock plus this",
     )
 
 
@@ -139,6 +150,7 @@ def _env_value(value: object) -> str:
 
 
 __all__ = [
+    "DEFAULT_EVENT_TIME_SKEW_S",
     "ENV_NESTED_DELIMITER",
     "ENV_PREFIX",
     "AggregateSettings",

@@ -76,6 +76,15 @@ class AggregateSettings(Section):
         "second process with its own app_id and windows_enabled=false, so it never slows the "
         "windows down",
     )
+    idle_seconds: float | None = Field(
+        default=None,
+        ge=1,
+        le=86_400,
+        description="when no pane (or joined sale) arrives for this many seconds of the wall "
+        "clock, the stream app advances its watermark by its own clock so open windows close "
+        "and the gauges say there is no data; unset: tumbling_seconds + "
+        "allowed_lateness_seconds",
+    )
 
     @model_validator(mode="after")
     def _check_windows(self) -> AggregateSettings:
@@ -87,3 +96,11 @@ class AggregateSettings(Section):
                 f"{self.hopping_seconds:g}: a hopping window advances by at most its size"
             )
         return self
+
+    @property
+    def idle_after_seconds(self) -> float:
+        """``idle_seconds``, or the tumbling size plus the allowed lateness when it is unset:
+        silence for that long closes the tumbling window that holds the last pane."""
+        if self.idle_seconds is not None:
+            return self.idle_seconds
+        return self.tumbling_seconds + self.allowed_lateness_seconds

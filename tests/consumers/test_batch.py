@@ -190,3 +190,48 @@ def test_each_prediction_names_its_features_outside_the_training_range(
     assert counts["living_area_sqft"] == 2
     assert counts["bedrooms"] == 1
     assert sum(counts.values()) == 3  # categories are not counted here: unseen rates say it
+
+
+def test_listings_from_beyond_the_skew_are_dead_lettered_unpriced_and_not_folded(
+    model: LoadedModel,
+) -> None:
+    def at(i: int, when: str) -> FakeRecord:
+        value = orjson.dumps(listing(i, event_time=when))
+        return FakeRecord(value=value, offset=i, key=f"k{i}".encode(), headers=(("t", b"x"),))
+
+    skew = 300.0
+    records = [
+        at(0, "2026-11-22T12:00:00Z"),
+        at(1, "2999-01-01T00:00:00Z"),
+        at(2, "2026-11-22T12:05:00Z"),  # exactly the skew ahead: accepted
+        at(3, "2026-11-22T12:05:01Z"),
+        at(4, "2026-11-22T11:59:59.5Z"),
+    ]
+    book = PaneBook(10.0, model.version)
+    scored = score_batch(records, model, max_bytes=MAX_BYTES, panes=book, now=NOW, skew_s=skew)
+
+    offsets = [
+        decode(PredictionEvent, v, max_bytes=MAX_BYTES).source_offset for _, v in scored.predictions
+    ]
+    assert offsets == [0, 2, 4]
+    assert scored.reasons == {"future_event_time": 2}
+    first, second = scored.dead_letters
+    for letter, record in ((first, records[1]), (second, records[3])):
+        assert (letter.key, letter.value, letter.reason) == (
+            record.key,
+            record.value,
+            "future_event_time",
+        )
+        assert letter.headers[0] == ("t", b"x")
+        assert dict(letter.headers)[DLQ_REASON] == b"future_event_time"
+    detail = dict(first.headers)[DLQ_DETAIL].decode()
+    assert "2999-01-01T00:00:00Z" in detail
+    assert "2026-11-22T12:00:00Z" in detail  # the scorer's clock
+    assert "300 s" in detail
+    # Only the three priced listings reached the panes: nothing from the future.
+    panes = book.drain()
+    assert sum(p.events for p in panes) == 3
+    assert max(p.start for p in panes) <= NOW.timestamp() + skew
+    # Without a limit (the default) the same batch is priced whole.
+    unlimited = score_batch(records, model, max_bytes=MAX_BYTES, now=NOW)
+    assert len(unlimited.predictions) == 5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -68,3 +70,14 @@ def test_the_holdout_mape_is_exported_for_the_model_in_use_only() -> None:
     name = "appraise_model_holdout_mape_ratio"
     assert registry.get_sample_value(name, {"model_version": "new"}) == 0.106
     assert registry.get_sample_value(name, {"model_version": "old"}) is None
+
+
+def test_consumed_records_stamp_the_time_no_data_is_judged_by() -> None:
+    registry = CollectorRegistry()
+    metrics = ScorerMetrics(registry, ScorerSettings(), process_collectors=False)
+    get = registry.get_sample_value
+    assert get("appraise_scorer_last_consumed_timestamp_seconds") == 0  # nothing yet
+    before = time.time()
+    metrics.consumed(7)
+    assert get("appraise_events_consumed_total") == 7
+    assert before <= (get("appraise_scorer_last_consumed_timestamp_seconds") or 0) <= time.time()

@@ -45,11 +45,12 @@ def test_config_is_valid() -> None:
             "ticket",
         ),
         (["severity=info", "alertname=AppraiseUnseenCategories", "job=appraise-aggregate"], "null"),
+        (["severity=warning", "alertname=AppraiseNoData", "silent=listings"], "ticket"),
         # No or an unknown severity still reaches someone: the root's receiver.
         (["alertname=Watchdog"], "webhook"),
         (["severity=page", "alertname=Something"], "webhook"),
     ],
-    ids=["critical", "warning", "info", "no-severity", "unknown-severity"],
+    ids=["critical", "warning", "info", "no-data", "no-severity", "unknown-severity"],
 )
 def test_route_per_severity(labels: list[str], receiver: str) -> None:
     result = run(
@@ -237,3 +238,54 @@ def test_scorer_down_inhibits_lag_and_drift_alerts(alertmanager: str) -> None:
         ("AppraiseFeatureDrift", "other"): "active",
         ("AppraiseAggregateDown", "appraise"): "active",
     }
+
+
+#: The alerts AppraiseNoData mutes: the drift alerts, the last two added by another change.
+NO_DATA_MUTES = (
+    "AppraisePredictionMedianShift",
+    "AppraisePredictionDrift",
+    "AppraiseFeatureDrift",
+    "AppraiseDatasetDrift",
+    "AppraiseUnseenCategories",
+    "AppraiseTargetDrift",
+    "AppraiseFeatureOutOfRange",
+)
+
+
+@pytest.mark.integration
+def test_no_data_inhibits_the_drift_alerts(alertmanager: str) -> None:
+    def alert(name: str, deployment: str = "appraise", **labels: str) -> dict[str, Any]:
+        common = {"severity": "warning", "deployment": deployment, "job": "appraise-aggregate"}
+        return {"labels": {"alertname": name, **common, **labels}}
+
+    post_alerts(
+        alertmanager,
+        [
+            alert("AppraiseNoData", silent="listings"),
+            *(alert(name) for name in NO_DATA_MUTES),
+            # Not inhibited: a drift alert of another deployment, and what is not drift.
+            alert("AppraiseFeatureDrift", deployment="other"),
+            alert("AppraiseHighErrorRatio"),
+            alert("AppraiseAggregateBehind"),
+        ],
+    )
+    expected = {(name, "appraise"): "suppressed" for name in NO_DATA_MUTES}
+    expected |= {
+        ("AppraiseNoData", "appraise"): "active",
+        ("AppraiseFeatureDrift", "other"): "active",
+        ("AppraiseHighErrorRatio", "appraise"): "active",
+        ("AppraiseAggregateBehind", "appraise"): "active",
+    }
+
+    def states() -> dict[tuple[str, str], str] | None:
+        answer = http_get(f"{alertmanager}/api/v2/alerts")
+        if answer is None or answer[0] != 200:
+            return None
+        found = {
+            (a["labels"]["alertname"], a["labels"]["deployment"]): a["status"]["state"]
+            for a in json.loads(answer[1])
+        }
+        done = list(found.values()).count("suppressed") == len(NO_DATA_MUTES)
+        return found if len(found) == len(expected) and done else None
+
+    assert wait_until(states, timeout=30, what="the inhibition to apply") == expected

@@ -115,6 +115,7 @@ def test_issue_alerts_exist() -> None:
         "AppraiseRealisedErrorHigh",
         "AppraiseAggregateDown",
         "AppraiseAggregateBehind",
+        "AppraiseNoData",
     }
 
 

@@ -21,13 +21,16 @@ from stream.settings import (
 from tests.conftest import TopicFactory
 
 #: Small windows so a test closes several in seconds of event time: 10 s tumbling, 20 s
-#: hopping every 10 s, 20 s of lateness (the panes topic has 4 partitions: reordering).
+#: hopping every 10 s, 20 s of lateness (the panes topic has 4 partitions: reordering). Windows
+#: close on panes only: an hour of silence before the idle advance (the silence tests set
+#: their own).
 TEST_WINDOWS = {
     "tumbling_seconds": 10.0,
     "hopping_seconds": 20.0,
     "hop_seconds": 10.0,
     "allowed_lateness_seconds": 20.0,
     "min_events": 50,
+    "idle_seconds": 3600.0,
 }
 
 

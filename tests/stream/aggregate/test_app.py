@@ -84,6 +84,16 @@ async def test_panes_become_window_records_gauges_and_realised_error(
         # the scorer's own panes cover that).
         await publish(kafka_settings, topics.panes, panes, partition=0)
         await until(lambda: _watermark(app) == T0 + 55, 30, "all panes aggregated")
+        get = registry.get_sample_value
+        labels = {"window": "10s", "model_version": VERSION}
+        # The windows closed so far had panes: their gauges hold their values.
+        await until(lambda: get("appraise_window_events", labels) == 100, 10, "window gauges")
+        assert get("appraise_prediction_psi", labels) is not None
+        async with ClientSession() as http, http.get(f"{server.url}/metrics") as response:
+            assert response.status == 200
+            text = await response.text()
+        assert 'appraise_prediction_quantile_dollars{model_version="' in text
+        assert "appraise_feature_psi{" in text
         await publish(kafka_settings, topics.panes, [tick], partition=0)
 
         # The label join: 100 predictions, sales for 80 of them and 10 unknown listings.
@@ -151,20 +161,16 @@ async def test_panes_become_window_records_gauges_and_realised_error(
         assert full["prediction"] is not None
         assert full["features"] is not None
 
-        get = registry.get_sample_value
-        labels = {"window": "10s", "model_version": VERSION}
         assert get("appraise_windows_closed_total", {"window": "20s"}) == 7
-        assert get("appraise_window_events", labels) == 100
-        assert get("appraise_prediction_psi", labels) is not None
-        assert get("appraise_realised_error_mape_ratio", labels) == pytest.approx(0.1)
+        # The tick (and the sale at 200 s) jumped over windows holding nothing: the gauges
+        # say there is no data rather than show the last window with data.
+        assert get("appraise_window_events", labels) == 0
+        assert get("appraise_prediction_psi", labels) is None
+        assert get("appraise_realised_error_sales", labels) == 0
+        assert get("appraise_realised_error_mape_ratio", labels) is None
         assert get("appraise_sales_unmatched_total") == 10
         assert get("appraise_panes_total") == len(panes) + 1
         assert get("appraise_panes_dropped_total", {"window": "10s"}) == 0
-        async with ClientSession() as http, http.get(f"{server.url}/metrics") as response:
-            assert response.status == 200
-            text = await response.text()
-        assert 'appraise_prediction_quantile_dollars{model_version="' in text
-        assert "appraise_feature_psi{" in text
         await until(
             lambda: (
                 get("appraise_consumer_lag_records", {"topic": topics.panes, "partition": "0"})

@@ -78,7 +78,9 @@ async def test_drift_shows_in_the_second_phase_only(
     phase_2 = _listings(
         list(itertools.islice(itertools.cycle(expensive), PHASE_EVENTS)), PHASE_2_START, "p2"
     )
-    tick = _listings(pool[:1], 400.0, "tick")  # closes every window of both phases
+    # Closes every window of both phases: the last, [80, 160) of 80s, is due at 160 + 20 s.
+    # On the way it passes [120, 160) of 40s, which holds no pane: the 40s gauges say so.
+    tick = _listings(pool[:1], 180.0, "tick")
     scorer_settings = ScorerSettings(
         group_id=f"test-scorer-{uuid.uuid4().hex[:10]}",
         pane_seconds=5.0,
@@ -113,6 +115,12 @@ async def test_drift_shows_in_the_second_phase_only(
                 )
             await publish(kafka_settings, settings.topics.listings, tick)
             records = await read_records(kafka_settings, settings.topics.windows, 6, timeout_s=60)
+            empty = {"window": "40s", "model_version": version}
+            await until(
+                lambda: registry.get_sample_value("appraise_window_events", empty) == 0,
+                10,
+                "the 40s gauges saying the window after the last one holds no data",
+            )
         finally:
             scorer.request_stop()
             await scoring
@@ -141,5 +149,7 @@ async def test_drift_shows_in_the_second_phase_only(
         assert isinstance(drifting, list)
         assert "living_area_sqft" in drifting
         assert "neighbourhood" in drifting
-    labels = {"window": "40s", "model_version": version}
-    assert (registry.get_sample_value("appraise_prediction_psi", labels) or 0.0) > 0.25
+    get = registry.get_sample_value
+    labels = {"window": "80s", "model_version": version}
+    assert (get("appraise_prediction_psi", labels) or 0.0) > 0.25
+    assert get("appraise_prediction_psi", empty) is None

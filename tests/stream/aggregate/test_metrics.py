@@ -142,3 +142,34 @@ def test_lag_series_follow_the_assignment() -> None:
         )
         == 2
     )
+
+
+def test_an_empty_window_says_no_data_and_sizes_are_exported(
+    profile: ReferenceProfile, training: pd.DataFrame
+) -> None:
+    registry = CollectorRegistry()
+    metrics = AggregateMetrics(registry, ["1m", "5m"], process_collectors=False)
+    metrics.set_window_size("1m", "tumbling", 60.0)
+    get = registry.get_sample_value
+    assert get("appraise_window_size_seconds", {"window": "1m", "type": "tumbling"}) == 60.0
+    metrics.window_closed(_summary(profile, training, "v1"))
+    metrics.errors_closed(ErrorSummary(Window(60.0, "1m", 0.0, "v1"), ErrorPane(3, 5.0, 0.1)))
+    metrics.windows_closed_at(["1m"], 1_700_000_000.0)
+    labels = {"window": "1m", "model_version": "v1"}
+    assert get("appraise_window_last_closed_timestamp_seconds", {"window": "1m"}) == 1.7e9
+    # A version whose series are not kept is left alone (no series are created for it).
+    metrics.window_empty(Window(120.0, "1m", 60.0, "v0"))
+    assert get("appraise_window_events", {"window": "1m", "model_version": "v0"}) is None
+    metrics.window_empty(Window(120.0, "1m", 60.0, "v1"))
+    metrics.errors_empty(Window(120.0, "1m", 60.0, "v1"))
+    assert get("appraise_window_events", labels) == 0
+    assert get("appraise_window_end_timestamp_seconds", labels) == 120.0
+    assert get("appraise_prediction_psi", labels) is None
+    assert get("appraise_prediction_quantile_dollars", {**labels, "quantile": "0.5"}) is None
+    assert get("appraise_feature_psi", {**labels, "feature": "living_area_sqft"}) is None
+    assert get("appraise_realised_error_sales", labels) == 0
+    assert get("appraise_realised_error_mae_dollars", labels) is None
+    assert get("appraise_realised_error_mape_ratio", labels) is None
+    # An empty window closes no window: the counter and the wall-clock time stay.
+    assert get("appraise_windows_closed_total", {"window": "1m"}) == 1
+    assert get("appraise_window_last_closed_timestamp_seconds", {"window": "1m"}) == 1.7e9

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from stream.aggregate.clock import Clock
 from stream.aggregate.windows import (
-    Clock,
     PaneWidthError,
     WindowSpec,
     common_pane_width,

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from stream.errors import ConfigError
-from stream.settings import KafkaSettings, Settings, load_settings
+from stream.ops.profiles import profile_named, with_profile
+from stream.settings import AggregateSettings, KafkaSettings, Settings, load_settings
 
 
 def test_defaults_match_the_documented_ports_and_topics() -> None:
@@ -50,6 +51,9 @@ def test_settings_are_frozen() -> None:
         ("APPRAISE_METRICS__SCORER_PORT", "70000", "less than or equal to 65535"),
         ("APPRAISE_KAFKA__SECURITY_PROTOCOL", "TLS", "'PLAINTEXT', 'SSL', 'SASL_PLAINTEXT'"),
         ("APPRAISE_MAX_EVENT_BYTES", "12", "greater than or equal to 1024"),
+        ("APPRAISE_EVENT_TIME_SKEW_S", "-1", "greater than or equal to 0"),
+        ("APPRAISE_EVENT_TIME_SKEW_S", "soon", "valid number"),
+        ("APPRAISE_AGGREGATE__IDLE_SECONDS", "0", "greater than or equal to 1"),
     ],
 )
 def test_a_bad_value_names_the_variable_the_value_and_the_expectation(
@@ -111,3 +115,12 @@ def test_a_missing_password_file_is_named(monkeypatch: pytest.MonkeyPatch) -> No
 def test_tls_files_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"ssl_cafile: .* is not a readable file"):
         KafkaSettings(security_protocol="SSL", ssl_cafile=tmp_path / "missing.pem")
+
+
+def test_the_idle_time_is_derived_from_the_windows_unless_set() -> None:
+    assert AggregateSettings().idle_after_seconds == 60 + 30  # tumbling + lateness
+    demo = with_profile(Settings(), profile_named("demo"))
+    assert demo.aggregate.idle_seconds is None  # derived in each process, not frozen in
+    assert demo.aggregate.idle_after_seconds == 10 + 2
+    assert AggregateSettings(idle_seconds=5).idle_after_seconds == 5
+    assert Settings().event_time_skew_s == 300
