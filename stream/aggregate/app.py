@@ -131,7 +131,7 @@ class AggregateApp(Component):
             idle_s=agg.idle_after_seconds,
         )
         self.recent = table("recent-predictions")
-        self.retention = Retention(agg.prediction_retention_seconds)
+        self.retention = Retention(agg.prediction_retention_seconds, settings.event_time_skew_s)
         self.recent.on_recover(self._rebuild_retention)
         self._sources: set[str] = set()
         if agg.windows_enabled:

@@ -9,6 +9,8 @@ partition minus the prediction's own time); a sale that comes later counts as un
 from __future__ import annotations
 
 import heapq
+import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -53,20 +55,26 @@ class Retention:
 
     Remembers, per partition, each stored key with its event time, and the newest event time
     seen. A key is due once newest - its time > ``seconds``. Keys overwritten since are skipped
-    by the caller (the table holds a newer time than the one noted here).
+    by the caller (the table holds a newer time than the one noted here). As for the windows,
+    nothing from the future moves this clock: the newest time counts at most the wall clock
+    plus ``skew_s`` (one prediction stamped in 2999 would otherwise expire every other one).
 
     In memory only: after a restart :meth:`rebuild` reads the recovered table once.
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, skew_s: float = math.inf) -> None:
         self.seconds = seconds
+        self.skew_s = skew_s
         self._heaps: dict[int, list[tuple[float, str]]] = {}
         self._newest: dict[int, float] = {}
 
-    def note(self, partition: int, key: str, event_time: float) -> None:
-        """Record that ``key`` was stored in ``partition`` with ``event_time``."""
+    def note(self, partition: int, key: str, event_time: float, now: float | None = None) -> None:
+        """Record that ``key`` was stored in ``partition`` with ``event_time``, at wall time
+        ``now`` (default: the clock)."""
         heapq.heappush(self._heaps.setdefault(partition, []), (event_time, key))
-        self._newest[partition] = max(self._newest.get(partition, event_time), event_time)
+        latest = (time.time() if now is None else now) + self.skew_s
+        newest = min(event_time, latest)
+        self._newest[partition] = max(self._newest.get(partition, newest), newest)
 
     def due(self, partition: int) -> list[tuple[str, float]]:
         """Pop the keys of ``partition`` older than the retention: (key, noted event time)."""

@@ -30,10 +30,11 @@ def show_settings() -> None:
     policy = DriftPolicy.of(settings.aggregate)
     shown = settings.model_dump(mode="json")
     shown["derived"] = {
+        "aggregate": {"idle_after_seconds": settings.aggregate.idle_after_seconds},
         "drift": {
             "tests_per_day": policy.tests_per_day,
             "false_alarm_level_per_test": policy.alpha,
             "explained": policy.describe(),
-        }
+        },
     }
     sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -97,3 +97,13 @@ def test_retention_expires_by_event_time_per_partition() -> None:
     assert retention.due(0) == []
     retention.forget([2])
     assert len(retention) == 0
+
+
+def test_a_prediction_from_the_future_does_not_expire_the_others() -> None:
+    now = 1_800_000_000.0
+    retention = Retention(seconds=3_600.0, skew_s=300.0)
+    retention.note(0, "a", now - 3_000, now)
+    retention.note(0, "future", 32_503_680_000.0, now)  # 3000-01-01
+    assert retention.due(0) == []  # the newest time counts as now + 300 s at most
+    retention.note(0, "b", now + 700, now + 700)  # real time moves on: "a" is 3,700 s old
+    assert retention.due(0) == [("a", now - 3_000)]

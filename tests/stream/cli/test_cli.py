@@ -70,6 +70,16 @@ def test_settings_shows_what_is_in_force_without_secrets() -> None:
     assert "hunter2" not in result.stdout
 
 
+def test_settings_show_the_false_alarm_level_the_budget_implies() -> None:
+    default = json.loads(appraise("settings").stdout)["derived"]
+    patient = appraise("settings", env={"APPRAISE_AGGREGATE__FALSE_ALARM_DAYS": "300"})
+    derived = json.loads(patient.stdout)["derived"]
+    level = default["drift"]["false_alarm_level_per_test"]
+    assert level == pytest.approx(1 / (30 * default["drift"]["tests_per_day"]))
+    assert derived["drift"]["false_alarm_level_per_test"] == pytest.approx(level / 10)
+    assert default["aggregate"]["idle_after_seconds"] == 60 + 30  # tumbling + lateness
+
+
 def test_train_writes_a_loadable_model_and_says_how_good_it_is(tmp_path: Path) -> None:
     result = appraise("train", "--out", str(tmp_path / "model"))
     assert result.returncode == 0, result.stderr
