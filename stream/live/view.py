@@ -28,6 +28,8 @@ from stream.live.snapshot import (
 
 #: Alert notifications shown (the newest).
 SHOWN_NOTIFICATIONS = 5
+#: Alerts listed one a line; more are counted on one more line (the view fits 100 x 25).
+SHOWN_ALERTS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +161,16 @@ def render(view: View) -> RenderableType:
         alerts.add_row("unknown", "", "")
     elif not view.alerts:
         alerts.add_row("none", "", "")
-    for alert in view.alerts or ():
+    # Firing first; one line each (a drift incident raises several at once), the rest counted.
+    ordered = sorted(view.alerts or (), key=lambda a: (a.state != "firing", a.name, a.detail))
+    for alert in ordered[:SHOWN_ALERTS]:
         style = "red" if alert.state == "firing" else "yellow"
         alerts.add_row(alert.name, Text(alert.state, style=style), alert.detail)
+    if len(ordered) > SHOWN_ALERTS:
+        alerts.add_row(f"+ {len(ordered) - SHOWN_ALERTS} more", "", "")
+    for column in alerts.columns:
+        column.no_wrap, column.overflow = True, "ellipsis"
+    alerts.columns[1].min_width = len("pending")
 
     notes = _table("last notifications", cells=1)
     for line in view.notifications[-SHOWN_NOTIFICATIONS:]:

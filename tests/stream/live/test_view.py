@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from stream.live.alerts import parse_prometheus_alerts
+from stream.live.alerts import Alert, parse_prometheus_alerts
 from stream.live.rates import compute_rates
 from stream.live.snapshot import Snapshot
 from stream.live.view import View, plain_line, render
@@ -124,6 +124,23 @@ def test_the_terminal_view_fits_100_by_25() -> None:
     assert max(len(line.rstrip()) for line in lines) <= 100
     for expected in ("likely causes: neighbourhood 1.35", "drift score 0.10", "Alert6"):
         assert expected in text, expected
+
+
+def test_a_drift_incident_s_many_alerts_still_fit_100_by_25() -> None:
+    names = ["AppraiseFeatureDrift"] * 3 + ["AppraisePredictionDrift", "AppraiseDatasetDrift"]
+    names += ["AppraiseHighErrorRatio", "AppraiseTargetDrift", "AppraiseFeatureOutOfRange"]
+    alerts = tuple(
+        Alert(name, "firing" if i % 3 else "pending", "warning", f"feature=f{i} window=5m")
+        for i, name in enumerate(names)
+    )
+    text = _text(_view(alerts=alerts, down={"prometheus": "timeout"}), width=100)
+    lines = text.rstrip("\n").splitlines()
+    assert len(lines) <= 25, text
+    assert max(len(line.rstrip()) for line in lines) <= 100
+    assert "+ 4 more" in text
+    alert_rows = [line[:48] for line in lines if line.startswith("Appraise")]
+    assert len(alert_rows) == 4
+    assert all("firing" in row for row in alert_rows)  # firing ones first, one line each
 
 
 def test_drifting_scores_are_red() -> None:
