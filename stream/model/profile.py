@@ -1,7 +1,8 @@
 """The reference profile: what "normal" looked like in training, so drift never rescans the data.
 
 For every numeric feature: a quantile sketch, the PSI bin edges (the reference's deciles, with
-repeats dropped) with the exact share of the training values in each bin, the missing rate and
+repeats dropped, or one bin per value for a count) with the exact share of the training values
+in each bin, the missing rate and
 the training range; for every categorical feature: category frequencies and the missing rate;
 the same numeric reference for the model's out-of-fold predictions on the training sales and for
 the training sale prices (target drift); and each feature's permutation importance.
@@ -31,6 +32,9 @@ from stream.contract.sketch import DEFAULT_K, QuantileSketch, state_key_for
 
 #: Deciles: ten bins of ~10 % each in the reference, coarse enough that sketch error stays small.
 DECILE_RANKS: Final = tuple(i / 10 for i in range(1, 10))
+#: A numeric feature with at most this many distinct training values (a count) gets a bin per
+#: value instead of deciles: bedrooms, baths, rooms, garage places and fireplaces here.
+DISCRETE_VALUES: Final = 20
 #: The profile file's format; a profile written by an older version is refused (retrain).
 PROFILE_FORMAT: Final = "appraise-reference-profile/2"
 
@@ -158,12 +162,28 @@ def decile_edges(values: npt.ArrayLike) -> tuple[float, ...]:
     return tuple(float(e) for e in np.unique(edges))
 
 
+def bin_edges(values: npt.ArrayLike) -> tuple[float, ...]:
+    """The PSI bin edges of a numeric column: its deciles (:func:`decile_edges`), and every
+    distinct value when it has at most :data:`DISCRETE_VALUES` of them.
+
+    A count's deciles lump its upper values together (half baths 0, 1, 2 give the edges 0 and 1,
+    so the bin [1, inf) holds both 1 and 2): a shift among them, one more half bath in every
+    listing, would not move PSI at all. One bin per value sees it.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    finite = array[np.isfinite(array)]
+    distinct = np.unique(finite)
+    if distinct.size > DISCRETE_VALUES:
+        return decile_edges(finite)
+    return tuple(float(e) for e in np.union1d(decile_edges(finite), distinct))
+
+
 def numeric_reference(values: npt.ArrayLike, k: int = DEFAULT_K) -> NumericReference:
-    """Sketch, decile edges with their exact shares, missing rate and range of one column."""
+    """Sketch, bin edges with their exact shares, missing rate and range of one column."""
     array = np.asarray(values, dtype=np.float64)
     rows = int(array.size)
     finite = array[np.isfinite(array)]
-    edges = decile_edges(array)
+    edges = bin_edges(array)
     # Left-closed bins (-inf, e0), [e0, e1), ..., as stream.stats.drift.bin_fractions reads them.
     counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1)
     return NumericReference(

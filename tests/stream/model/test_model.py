@@ -113,7 +113,12 @@ def test_profile_covers_every_feature_and_the_predictions(model: LoadedModel) ->
     assert profile.model_version == model.version
     assert profile.numeric["living_area_sqft"].sketch.n == 1319
     assert len(profile.numeric["living_area_sqft"].bin_edges) == 9
-    assert profile.numeric["bedrooms"].bin_edges == (2.0, 3.0, 4.0)
+    # A count gets a bin per value it took in training (no house had 7 bedrooms), not its
+    # lumped deciles.
+    assert profile.numeric["bedrooms"].bin_edges == (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+    assert profile.numeric["half_baths"].bin_edges == (0.0, 1.0, 2.0)
+    assert profile.numeric["bedrooms"].fractions[0] == 0.0  # (-inf, 0): nothing below 0
+    assert sum(profile.numeric["bedrooms"].fractions) == pytest.approx(1.0)
     assert sum(profile.categorical["neighbourhood"].frequencies.values()) == pytest.approx(1.0)
     assert profile.prediction.sketch.n == model.card.training.reference_predictions
     median = float(profile.prediction.sketch.quantiles([0.5])[0])
