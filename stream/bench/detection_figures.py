@@ -27,13 +27,13 @@ from stream.bench.detection_alerts import (
     alerts_by_rule,
     flagged,
 )
+from stream.bench.detection_baselines import LABELS
 from stream.bench.detection_pools import Case
 from stream.bench.detection_run import DetectionPlan
-from stream.bench.detection_windows import StreamFlags, Timing
+from stream.bench.detection_windows import OURS, StreamFlags, Timing
 from stream.contract.features import FEATURES
 from stream.settings import Settings
 
-_DAY_S: Final = 86_400.0
 #: The targets: no false alert at these sizes and above; first flag within these windows;
 #: the changed feature named first in this share of the runs.
 QUIET_FROM: Final = 400
@@ -79,7 +79,9 @@ def stable_alerts(stream: StreamFlags, detector: str) -> tuple[dict[str, int], d
     return dict(by_rule), by_kind, windows
 
 
-def _stable(events: int, stream: StreamFlags, minutes: float) -> dict[str, Any]:
+def _stable(
+    events: int, stream: StreamFlags, minutes: float, policy: DriftPolicy
+) -> dict[str, Any]:
     by_rule, by_kind, _ = stable_alerts(stream, "ours")
     tumbling = int(stream.tumbling.valid.sum())
     hopping = int(stream.hopping.valid.sum())
@@ -89,6 +91,9 @@ def _stable(events: int, stream: StreamFlags, minutes: float) -> dict[str, Any]:
     }
     alerts = sum(by_kind.values())
     days = tumbling * minutes / 1_440
+    by_label = (stream.tumbling.ours & stream.tumbling.valid[:, None]).sum(axis=0) + (
+        stream.hopping.ours & stream.hopping.valid[:, None]
+    ).sum(axis=0)
     return {
         "events_per_window": events,
         "windows": tumbling,
@@ -96,6 +101,9 @@ def _stable(events: int, stream: StreamFlags, minutes: float) -> dict[str, Any]:
         "false_windows": sum(false_by_kind.values()),
         "false_windows_by_kind": false_by_kind,
         "false_windows_per_1000": 1_000 * sum(false_by_kind.values()) / max(1, tumbling + hopping),
+        "false_windows_by_label": {n: int(c) for n, c in zip(OURS, by_label, strict=True) if c},
+        # What the level promises: each window's tests (every feature, the predictions) at alpha.
+        "false_windows_expected": policy.alpha * len(LABELS) * (tumbling + hopping),
         "false_alerts": alerts,
         "false_alerts_by_kind": by_kind,
         "false_alerts_by_rule": by_rule,
@@ -113,6 +121,9 @@ def _runs(outs: Sequence[RunOutcome], feature: str | None) -> dict[str, Any]:
     right = None
     if feature is not None:
         right = sum(o.cause == FEATURES.index(feature) for o in outs) / n
+    named: dict[str, int] = defaultdict(int)
+    for o in outs:
+        named["none" if o.cause is None or o.cause < 0 else FEATURES[o.cause]] += 1
     return {
         "runs": len(outs),
         "detected_share": len(alerts) / n,
@@ -121,6 +132,7 @@ def _runs(outs: Sequence[RunOutcome], feature: str | None) -> dict[str, Any]:
         "median_delay_windows": _median(flags),
         "median_alert_delay_windows": _median(alerts),
         "top_feature_right_share": right,
+        "named_first": dict(sorted(named.items(), key=lambda kv: -kv[1])),
     }
 
 
@@ -137,7 +149,7 @@ def figures(
     timing = Timing.of(settings)
     minutes = timing.tumbling_seconds / 60
     policy = DriftPolicy.of(settings.aggregate)
-    stable = [_stable(m, streams[m], minutes) for m in sorted(streams)]
+    stable = [_stable(m, streams[m], minutes, policy) for m in sorted(streams)]
     scenarios: list[dict[str, Any]] = []
     pooled: dict[tuple[str, str, int], list[tuple[RunOutcome, str | None]]] = defaultdict(list)
     for (index, events), outs in sorted(outcomes.items(), key=lambda kv: (kv[0][1], kv[0][0])):

@@ -30,6 +30,13 @@ def format_result(r: DetectionResult) -> str:
             f"{s['false_windows_by_kind']['hopping']:>10,} {s['false_alerts']:>7,} "
             f"{s['false_alerts_per_1000']:>9.2f} {days:>13}"
         )
+    for s in r.stable:
+        if s["false_windows"]:
+            shown = ", ".join(f"{k} {v}" for k, v in s["false_windows_by_label"].items())
+            lines.append(
+                f"  flagged at {s['events_per_window']:,}: {shown} (the level promises "
+                f"{s['false_windows_expected']:.2f} flagged windows)"
+            )
     lines += [
         f"  target: 0 alerts from 400 events/window on; at 100 at most 1 per "
         f"{c['false_alarm_days']:g} days",
