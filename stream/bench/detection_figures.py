@@ -131,6 +131,8 @@ def _runs(outs: Sequence[RunOutcome], feature: str | None) -> dict[str, Any]:
         "flagged_within_2_share": sum(d <= FLAG_WITHIN for d in flags) / n,
         "median_delay_windows": _median(flags),
         "median_alert_delay_windows": _median(alerts),
+        "mean_delay_windows": statistics.fmean(flags) if flags else None,
+        "mean_alert_delay_windows": statistics.fmean(alerts) if alerts else None,
         "top_feature_right_share": right,
         "named_first": dict(sorted(named.items(), key=lambda kv: -kv[1])),
     }
