@@ -138,6 +138,34 @@ def _runs(outs: Sequence[RunOutcome], feature: str | None) -> dict[str, Any]:
     }
 
 
+#: What a detector's row per size keeps of the runs' figures.
+_POOLED: Final = (
+    "runs",
+    "detected_share",
+    "flagged_share",
+    "flagged_within_2_share",
+    "median_delay_windows",
+    "median_alert_delay_windows",
+    "mean_delay_windows",
+    "mean_alert_delay_windows",
+)
+
+
+def _censored(outs: Sequence[RunOutcome], never: int) -> dict[str, float | None]:
+    """Mean delays with a run that never flagged (alerted) counted as ``never`` windows: a
+    detector that misses is not made to look fast by the runs it caught."""
+    if not outs:
+        return {"censored_mean_delay_windows": None, "censored_mean_alert_delay_windows": None}
+    return {
+        "censored_mean_delay_windows": statistics.fmean(
+            never if o.flag_delay is None else o.flag_delay for o in outs
+        ),
+        "censored_mean_alert_delay_windows": statistics.fmean(
+            never if o.alert_delay is None else min(o.alert_delay, never) for o in outs
+        ),
+    }
+
+
 def figures(
     plan: DetectionPlan,
     settings: Settings,
@@ -185,7 +213,8 @@ def figures(
             by_events.append(
                 {"events_per_window": events, "false_alerts": sum(by_kind.values())}
                 | {"false_windows": windows}
-                | {k: v for k, v in _runs(default, None).items() if k != "top_feature_right_share"}
+                | {k: v for k, v in _runs(default, None).items() if k in _POOLED}
+                | _censored(default, plan.drift + 1)
             )
         detectors[detector] = (
             {"name": detector}
