@@ -1,10 +1,13 @@
-"""``appraise bench``: the scorer and the aggregation benchmarks, alone or together."""
+"""``appraise bench``: the scorer and the aggregation benchmarks, alone or together, and the
+drift detector's (offline)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -15,6 +18,7 @@ from stream.bench.aggregate import format_result as format_aggregate
 from stream.bench.scorer import bench_scorer
 from stream.bench.scorer import format_result as format_scorer
 from stream.cli.app import err, out
+from stream.cli.progress import progress
 from stream.kafka.broker import EmbeddedBroker
 from stream.kafka.topics import topic_specs
 from stream.model.card import CARD_FILE
@@ -108,14 +112,84 @@ def bench_aggregate_cmd(
     out.print(result.to_json().decode() if as_json else format_aggregate(result), markup=False)
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part.replace("_", "")) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: give whole numbers separated by commas") from None
+    if not sizes or min(sizes) < 1:
+        raise typer.BadParameter(f"{text!r}: every size must be at least 1")
+    return sizes
+
+
+def bench_detection_cmd(
+    sizes: Annotated[
+        str, typer.Option(metavar="M,M,...", help="events per tumbling window, one run each")
+    ] = "100,400,2000,10000",
+    windows: Annotated[
+        int, typer.Option(metavar="N", min=10, help="stable tumbling windows per size")
+    ] = 10_000,
+    runs: Annotated[
+        int, typer.Option(metavar="N", min=1, help="runs per scenario case and size")
+    ] = 10,
+    before: Annotated[
+        int, typer.Option(metavar="N", min=1, help="stable windows before each drift onset")
+    ] = 4,
+    drift: Annotated[
+        int, typer.Option(metavar="N", min=1, help="drifted windows after each onset")
+    ] = 10,
+    jobs: Annotated[
+        int, typer.Option(metavar="N", min=0, help="worker processes (0: the usable CPUs)")
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the resampling and scenarios")] = 0,
+    scenarios: Annotated[
+        str, typer.Option(metavar="NAME,...", help="only these scenarios (default: all)")
+    ] = "",
+    plot_path: Annotated[
+        Path | None, typer.Option("--plot", metavar="PATH", help="draw the figures (.svg, .png)")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The drift detector on resampled stable data and every drift scenario, against baselines
+    (offline: no broker)."""
+    # Loaded here: scipy.stats and the bench's modules are for this command only.
+    from stream.bench.detection import DetectionPlan, prepare_detection, run_detection
+    from stream.bench.detection_report import format_result, plot
+
+    settings = load_settings()
+    _ensure_model(settings)
+    plan = DetectionPlan(
+        sizes=_sizes(sizes),
+        windows=windows,
+        runs=runs,
+        before=before,
+        drift=drift,
+        seed=seed,
+        jobs=jobs or len(os.sched_getaffinity(0)),
+        scenarios=tuple(filter(None, (n.strip() for n in scenarios.split(",")))),
+    )
+    prepared = prepare_detection(settings, plan, progress=err.print)
+    with progress(err, "detection bench", prepared.total, "windows") as report:
+        result = run_detection(prepared, report)
+    if plot_path is not None:
+        plot(result, plot_path)
+        err.print(f"plot written to {plot_path}")
+    out.print(result.to_json().decode() if as_json else format_result(result), markup=False)
+
+
+def _ensure_model(settings: Settings) -> None:
+    """Train a model into the model directory if it has none."""
+    if not (settings.model_dir / CARD_FILE).is_file():
+        err.print(f"no model in {settings.model_dir}: training one")
+        train(settings.model_dir)
+
+
 async def _on_broker(
     settings: Settings, embedded: bool, run: Callable[[Settings], Awaitable[_T]]
 ) -> _T:
     """Run ``run`` on the configured broker, or on a fresh embedded one; train a model first
     if the model directory has none."""
-    if not (settings.model_dir / CARD_FILE).is_file():
-        err.print(f"no model in {settings.model_dir}: training one")
-        await asyncio.to_thread(train, settings.model_dir)
+    await asyncio.to_thread(_ensure_model, settings)
     if not embedded:
         return await run(settings)
     async with EmbeddedBroker(port=0, topics=topic_specs(settings)) as broker:

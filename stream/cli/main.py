@@ -41,6 +41,9 @@ bench_app.command("scorer", short_help="The scorer against the pipe and a per-ev
 bench_app.command("aggregate", short_help="The stream app against the scorer's rate.")(
     bench.bench_aggregate_cmd
 )
+bench_app.command("detection", short_help="The drift detector against baselines, offline.")(
+    bench.bench_detection_cmd
+)
 app.add_typer(bench_app, name="bench")
 
 

@@ -17,7 +17,10 @@ import pytest
 from producers.publish import encode
 from producers.run import ProduceOptions, drafts_for
 from producers.scenarios import (
+    DEFAULT_FACTOR,
+    SCENARIO_TYPES,
     Malformed,
+    Scale,
     ScenarioStream,
     describe_scenarios,
     parse_scenario,
@@ -73,6 +76,51 @@ def test_scale_multiplies_one_feature_for_its_share_and_nothing_else() -> None:
             touched += 1
             assert a["living_area_sqft"] == pytest.approx(b["living_area_sqft"] * 0.0929)
     assert within_binomial(touched, len(before), 0.5)
+
+
+def test_scale_has_a_default_factor() -> None:
+    scenario = parse_scenario("scale:feature=living_area_sqft")
+    assert isinstance(scenario, Scale)
+    assert scenario.factor == DEFAULT_FACTOR == 1.5
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "half"),
+    [
+        ("scale:feature=rooms,factor=1.5", "factor", 1.25),
+        ("scale:feature=lot_area_sqft,factor=0.0929", "factor", 0.54645),
+        ("inflate:share=0.5", "share", 0.25),
+        ("segment:feature=zoning,top=2", "share", 0.5),
+        ("unseen:feature=zoning", "share", 0.1),
+        ("missing:feature=rooms,share=0.4", "share", 0.2),
+        ("malformed", "share", 0.025),
+    ],
+)
+def test_every_scenario_has_a_magnitude_and_a_half_of_it(
+    text: str, field: str, half: float
+) -> None:
+    scenario = parse_scenario(text)
+    assert field == scenario.MAGNITUDE
+    halved = scenario.at(0.5)
+    assert halved.magnitude == pytest.approx(half)
+    assert getattr(halved, field) == pytest.approx(half)
+    assert scenario.at(1.0) == scenario
+    assert halved.model_dump(exclude={field}) == scenario.model_dump(exclude={field})
+
+
+def test_a_magnitude_fraction_outside_0_1_is_refused() -> None:
+    with pytest.raises(ValueError, match="fraction"):
+        parse_scenario("missing:feature=rooms").at(1.5)
+
+
+def test_segment_share_drops_that_share_of_the_listings_outside_it() -> None:
+    before = listings(list(base()))
+    outside = [b for b in before if b["building_type"] != "OneFam"]
+    kept = listings(run("segment:feature=building_type,values=OneFam,share=0.5"))
+    kept_outside = [k for k in kept if k["building_type"] != "OneFam"]
+    assert len(kept) - len(kept_outside) == len(before) - len(outside)
+    assert within_binomial(len(kept_outside), len(outside), 0.5)
+    assert all(k in outside for k in kept_outside)
 
 
 def test_scale_keeps_counts_integers_so_events_stay_valid() -> None:
@@ -219,7 +267,7 @@ def test_scenarios_compose_in_order() -> None:
     ("text", "message"),
     [
         ("explode", "unknown scenario 'explode': expected one of scale, inflate, segment"),
-        ("scale:feature=living_area_sqft", "factor: Field required"),
+        ("scale:factor=2", "feature: Field required"),
         ("scale:feature=price,factor=2", "feature: Input should be 'living_area_sqft'"),
         ("scale:feature=rooms,factor=-1", "factor: Input should be greater than 0"),
         ("missing:feature=rooms,share=1.5", "share: Input should be less than or equal to 1"),
@@ -245,8 +293,11 @@ def test_the_scenario_list_documents_every_scenario_and_field() -> None:
     text = describe_scenarios()
     for name in ("scale", "inflate", "segment", "unseen", "missing", "malformed"):
         assert f"\n{name}: " in f"\n{text}"
-    assert "factor (required)" in text
+    assert "factor (default 1.5, the magnitude)" in text
     assert "after (default 0)" in text
+    for kind in SCENARIO_TYPES:
+        assert f"{kind.MAGNITUDE} (default" in text
+        assert "Magnitude:" in (kind.__doc__ or "")
 
 
 def test_with_loop_a_scenario_counts_events_across_passes() -> None:
