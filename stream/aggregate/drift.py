@@ -25,7 +25,13 @@ from stream.contract.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from stream.contract.sketch import QuantileSketch
 from stream.contract.windows import Distribution
 from stream.model.profile import NumericReference, ReferenceProfile
-from stream.stats.decision import Verdict, ks_critical, psi_critical
+from stream.stats.decision import (
+    Verdict,
+    chi2_quantile,
+    ks_critical,
+    pearson_statistic,
+    psi_critical,
+)
 from stream.stats.drift import UNSEEN, FloatArray, bin_fractions, ks_from_sketches, sample_psi
 
 #: How many drifting features a window names as likely causes.
@@ -243,19 +249,18 @@ def _psi_verdict(
     rank_error: float,
     policy: DriftPolicy,
 ) -> Verdict:
-    """PSI of ``actual`` against ``expected`` with its critical value (degrees of freedom: the
-    bins the reference fills, less one) and the material threshold."""
-    df = max(1, int(np.count_nonzero(expected > 0)) - 1)
+    """PSI of ``actual`` against ``expected`` with its critical value, how far beyond noise the
+    window is (Pearson's statistic over its quantile) and the material threshold. Degrees of
+    freedom: the bins either side fills, less one."""
+    df = max(1, int(np.count_nonzero((expected > 0) | (actual > 0))) - 1)
+    quantile = chi2_quantile(df, policy.alpha)
+    sizes = {"events": events, "reference_rows": reference_rows}
+    pearson = pearson_statistic(expected, actual, rank_error=rank_error, **sizes)
     return Verdict(
-        statistic=sample_psi(expected, actual, reference_rows=reference_rows, events=events),
-        critical=psi_critical(
-            df=df,
-            alpha=policy.alpha,
-            events=events,
-            reference_rows=reference_rows,
-            rank_error=rank_error,
-        ),
+        statistic=sample_psi(expected, actual, **sizes),
+        critical=psi_critical(df=df, alpha=policy.alpha, rank_error=rank_error, **sizes),
         threshold=policy.psi_threshold,
+        noise=pearson / quantile,
     )
 
 

@@ -203,6 +203,7 @@ def _stats(value: Statistics) -> PredictionStats:
         ks=_num(value.ks),
         psi_critical=_num(value.psi.critical),
         ks_critical=_num(value.ks_critical),
+        noise=_num(value.psi.beyond_noise),
         score=_num(value.score),
         drifting=value.drifting,
     )

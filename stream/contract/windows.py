@@ -63,9 +63,15 @@ class PredictionStats(_Part):
         default=None, description="PSI sampling noise reaches at the window's level and size"
     )
     ks_critical: float | None = Field(default=None, description="the same for KS")
+    noise: float | None = Field(
+        default=None,
+        description="how far beyond sampling noise: Pearson's chi-square statistic of the same "
+        "bins over its quantile at the level (about psi / psi_critical); above 1 is beyond noise",
+    )
     score: float | None = Field(
         default=None,
-        description="PSI over the larger of psi_threshold and psi_critical: above 1 is drift",
+        description="min(psi / psi_threshold, noise), PSI over the larger of its two "
+        "thresholds: above 1 is drift",
     )
     drifting: bool = Field(default=False, description="score above 1")
 

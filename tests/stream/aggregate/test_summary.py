@@ -141,7 +141,8 @@ def test_summary_flags_what_moved(
     assert record["prediction"]["drifting"] is True
     living = record["features"]["living_area_sqft"]
     assert living["ks"] > living["ks_critical"] > 0
-    assert living["score"] == pytest.approx(living["psi"] / max(0.2, living["psi_critical"]))
+    assert living["score"] == pytest.approx(min(living["psi"] / 0.2, living["noise"]))
+    assert living["noise"] > 1
     assert record["features"]["neighbourhood"]["ks"] is None  # NaN: not a numeric feature
     assert record["likely_causes"][0]["feature"] == "living_area_sqft"
     # No counts folded (the test's pane book was given no flags): 0 out of range, per feature.

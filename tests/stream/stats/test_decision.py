@@ -14,6 +14,7 @@ from stream.stats.decision import (
     Verdict,
     chi2_quantile,
     ks_critical,
+    pearson_statistic,
     per_test_level,
     psi_critical,
     sketch_equivalent_sample,
@@ -47,6 +48,26 @@ def test_psi_critical_value_holds_its_level_under_no_drift(events: int) -> None:
     # half-count floor keeps an empty bin within the chi-square bound).
     rate = _false_alarm_rate(events, alpha=0.01, trials=4_000, seed=events)
     assert rate <= 0.02, rate
+
+
+def test_pearson_s_statistic_holds_the_level_in_the_far_tail_where_psi_does_not() -> None:
+    # At a small window and a strict level an empty bin weighs three times more in PSI than in
+    # Pearson's statistic: PSI over its critical value passes several times the level, Pearson's
+    # statistic over its chi-square quantile about the level (what the decision uses).
+    rng = np.random.default_rng(17)
+    events, alpha, trials = 100, 0.002, 20_000
+    uniform = np.full(10, 0.1)
+    quantile = chi2_quantile(9, alpha)
+    critical = psi_critical(df=9, alpha=alpha, events=events, reference_rows=REFERENCE_ROWS)
+    sizes = {"events": events, "reference_rows": REFERENCE_ROWS}
+    pearson = psi_passes = 0
+    for _ in range(trials):
+        reference = rng.multinomial(REFERENCE_ROWS, uniform) / REFERENCE_ROWS
+        window = rng.multinomial(events, uniform) / events
+        pearson += pearson_statistic(reference, window, **sizes) > quantile
+        psi_passes += sample_psi(reference, window, **sizes) > critical
+    assert pearson / trials <= 1.5 * alpha, pearson
+    assert psi_passes > 2 * pearson, (psi_passes, pearson)
 
 
 def test_psi_critical_value_is_not_vacuous() -> None:
@@ -110,6 +131,16 @@ def test_a_verdict_needs_both_thresholds() -> None:
     at_the_bar = Verdict(statistic=0.2, critical=0.1, threshold=0.2)
     assert at_the_bar.score == 1.0
     assert not at_the_bar.drifting
+    # With Pearson's measure of noise: material (0.3 > 0.2) but within noise (0.8 < 1).
+    quiet = Verdict(statistic=0.3, critical=0.1, threshold=0.2, noise=0.8)
+    assert quiet.score == pytest.approx(0.8)
+    assert quiet.bar == pytest.approx(0.3 / 0.8)  # the PSI this window's shape needs
+    assert not quiet.drifting
+    same = Verdict(statistic=0.0, critical=0.1, threshold=0.2, noise=0.0)  # identical shares
+    assert (same.score, same.bar, same.drifting) == (0.0, math.inf, False)
+    loud = Verdict(statistic=0.3, critical=0.1, threshold=0.2, noise=4.0)
+    assert loud.score == pytest.approx(1.5)  # then the material threshold decides
+    assert loud.drifting
 
 
 def test_the_level_splits_the_budget_over_the_tests() -> None:
