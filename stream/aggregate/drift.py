@@ -32,7 +32,7 @@ from stream.stats.decision import (
     pearson_statistic,
     psi_critical,
 )
-from stream.stats.drift import UNSEEN, FloatArray, bin_fractions, ks_from_sketches, sample_psi
+from stream.stats.drift import UNSEEN, FloatArray, bin_fractions, ks_from_sketches, psi
 
 #: How many drifting features a window names as likely causes.
 CAUSES: Final = 3
@@ -257,7 +257,7 @@ def _psi_verdict(
     sizes = {"events": events, "reference_rows": reference_rows}
     pearson = pearson_statistic(expected, actual, rank_error=rank_error, **sizes)
     return Verdict(
-        statistic=sample_psi(expected, actual, **sizes),
+        statistic=psi(expected, actual, **sizes),
         critical=psi_critical(df=df, alpha=policy.alpha, rank_error=rank_error, **sizes),
         threshold=policy.psi_threshold,
         noise=pearson / quantile,

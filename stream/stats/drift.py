@@ -1,8 +1,8 @@
 """Drift statistics between a reference (training) distribution and a current window.
 
-* PSI (population stability index): ``sum((a - e) * ln(a / e))`` over bins, with fractions
-  clipped to ``eps`` so an empty bin does not make it infinite. Common reading: < 0.1 stable,
-  0.1-0.25 moderate shift, > 0.25 a real shift.
+* PSI (population stability index): ``sum((a - e) * ln(a / e))`` over bins (:func:`psi`).
+  Common reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 a real shift. How much of it a
+  window of a given size reaches by noise alone is :mod:`stream.stats.decision`'s business.
 * KS: the largest distance between two CDFs, read from the two quantile sketches.
 
 Every function here is pure. An empty input gives NaN: a window with nothing in it has no drift
@@ -12,7 +12,7 @@ value, and the caller decides how many events a value needs before it is exporte
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
@@ -20,9 +20,7 @@ import numpy.typing as npt
 
 from stream.contract.sketch import QuantileSketch
 
-#: Floor for a bin's fraction in PSI: 1e-4 keeps one empty bin's term to a few units, not inf.
-DEFAULT_EPS: Final = 1e-4
-#: The bucket that collects categories the reference never saw, in :func:`category_psi`.
+#: The bin of a categorical feature's PSI that collects categories the reference never saw.
 UNSEEN: Final = "<unseen>"
 
 FloatArray = npt.NDArray[np.float64]
@@ -31,37 +29,17 @@ FloatArray = npt.NDArray[np.float64]
 def psi(
     expected: Sequence[float] | FloatArray,
     actual: Sequence[float] | FloatArray,
-    eps: float = DEFAULT_EPS,
-) -> float:
-    """PSI between two vectors of bin fractions (each summing to ~1), bins in the same order.
-
-    ``eps`` (default 1e-4) floors every fraction before the logarithm.
-    """
-    e = np.asarray(expected, dtype=np.float64)
-    a = np.asarray(actual, dtype=np.float64)
-    if e.shape != a.shape or e.ndim != 1:
-        raise ValueError(f"expected and actual need the same 1-d shape, got {e.shape}, {a.shape}")
-    if e.size == 0 or not (np.isfinite(e).all() and np.isfinite(a).all()):
-        return math.nan
-    e = np.clip(e, eps, None)
-    a = np.clip(a, eps, None)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def sample_psi(
-    expected: Sequence[float] | FloatArray,
-    actual: Sequence[float] | FloatArray,
     *,
     reference_rows: float,
     events: float,
 ) -> float:
-    """PSI between the shares of a reference of ``reference_rows`` and a window of ``events``.
+    """PSI between the shares of a reference of ``reference_rows`` and a window of ``events``
+    (bins in the same order).
 
     An empty bin counts as half an observation of its own sample (``0.5 / n``), not as a fixed
-    ``eps``: a fixed floor makes one empty bin of a small window worth ``e * ln(e / eps)`` (0.69
-    for a 10 % bin), far more than its sampling noise, while half a count keeps small windows
-    within the chi-square bound :mod:`stream.stats.decision` compares them with. A bin empty on
-    both sides carries no information and is left out. NaN if a share is NaN.
+    floor such as 1e-4, which makes one empty bin of a small window worth ``e * ln(e / 1e-4)``
+    (0.69 for a 10 % bin), far more than its sampling noise. A bin empty on both sides carries
+    no information and is left out. NaN if a share is NaN.
     """
     e = np.asarray(expected, dtype=np.float64)
     a = np.asarray(actual, dtype=np.float64)
@@ -85,20 +63,6 @@ def bin_fractions(sketch: QuantileSketch, bin_edges: Sequence[float] | FloatArra
     return np.diff(cumulative, prepend=0.0)
 
 
-def psi_from_sketches(
-    reference: QuantileSketch,
-    current: QuantileSketch,
-    bin_edges: Sequence[float] | FloatArray,
-    eps: float = DEFAULT_EPS,
-) -> float:
-    """PSI of ``current`` against ``reference`` over the reference's bin edges (its deciles).
-
-    Each bin fraction carries the sketches' rank error (~1.3 % each at k=200): small next to the
-    10 % bins, so a PSI well under 0.1 is not made to look like drift by the sketch.
-    """
-    return psi(bin_fractions(reference, bin_edges), bin_fractions(current, bin_edges), eps)
-
-
 def ks_from_sketches(reference: QuantileSketch, current: QuantileSketch) -> float:
     """Two-sample Kolmogorov-Smirnov statistic ``max |F_ref(x) - F_cur(x)|`` from two sketches.
 
@@ -116,48 +80,3 @@ def ks_from_sketches(reference: QuantileSketch, current: QuantileSketch) -> floa
     ref_cdf = reference.cdf(points, inclusive=True)[:-1]
     cur_cdf = current.cdf(points, inclusive=True)[:-1]
     return float(np.max(np.abs(ref_cdf - cur_cdf)))
-
-
-def category_psi(
-    reference_frequencies: Mapping[str, float],
-    current_counts: Mapping[str, int],
-    eps: float = DEFAULT_EPS,
-) -> float:
-    """PSI of a window's category counts against the reference's category frequencies.
-
-    Bins are the reference categories plus one :data:`UNSEEN` bin for every category the
-    reference never saw (its expected share is 0, floored to ``eps``). Missing values are not a
-    category: count them apart (the missing rate). NaN if ``current_counts`` sums to 0.
-    """
-    _, expected, actual = category_fractions(reference_frequencies, current_counts)
-    return psi(expected, actual, eps)
-
-
-def category_fractions(
-    reference_frequencies: Mapping[str, float], current_counts: Mapping[str, int]
-) -> tuple[tuple[str, ...], FloatArray, FloatArray]:
-    """The bins :func:`category_psi` compares: the reference categories (sorted) and
-    :data:`UNSEEN` last, with the reference's and the window's share in each.
-
-    The reference's share of :data:`UNSEEN` is 0; the window's shares are all NaN if
-    ``current_counts`` sums to 0.
-    """
-    categories = sorted(reference_frequencies)
-    expected = np.array([*(reference_frequencies[c] for c in categories), 0.0], dtype=np.float64)
-    total = sum(current_counts.values())
-    if total <= 0:
-        return (*categories, UNSEEN), expected, np.full(expected.size, np.nan)
-    seen = [current_counts.get(c, 0) for c in categories]
-    actual = np.array([*seen, total - sum(seen)], dtype=np.float64) / total
-    return (*categories, UNSEEN), expected, actual
-
-
-def unseen_rate(
-    reference_frequencies: Mapping[str, float], current_counts: Mapping[str, int]
-) -> float:
-    """Share of the window's (non-missing) values whose category the reference never saw."""
-    total = sum(current_counts.values())
-    if total <= 0:
-        return math.nan
-    unseen = sum(n for c, n in current_counts.items() if c not in reference_frequencies)
-    return unseen / total

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from stream.model.profile import DISCRETE_VALUES, bin_edges, decile_edges, numeric_reference
-from stream.stats.drift import sample_psi
+from stream.stats.drift import psi
 
 
 def _shares(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
@@ -31,10 +31,8 @@ def test_one_more_half_bath_everywhere_moves_psi_over_the_count_s_bins() -> None
     lumped = decile_edges(before)
     per_value = numeric_reference(before).bin_edges
     n = before.size
-    psi_lumped = sample_psi(
-        _shares(before, lumped), _shares(after, lumped), reference_rows=n, events=n
-    )
-    psi_per_value = sample_psi(
+    psi_lumped = psi(_shares(before, lumped), _shares(after, lumped), reference_rows=n, events=n)
+    psi_per_value = psi(
         _shares(before, per_value), _shares(after, per_value), reference_rows=n, events=n
     )
     assert psi_lumped < 0.01  # the deciles cannot see it

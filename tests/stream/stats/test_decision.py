@@ -19,7 +19,7 @@ from stream.stats.decision import (
     psi_critical,
     sketch_equivalent_sample,
 )
-from stream.stats.drift import ks_from_sketches, sample_psi
+from stream.stats.drift import ks_from_sketches, psi
 
 #: Bin shares of a reference: unequal, with a small bin, as discrete features have.
 SHARES = np.array([0.02, 0.08, 0.15, 0.25, 0.3, 0.2])
@@ -37,7 +37,7 @@ def _false_alarm_rate(events: int, alpha: float, trials: int, seed: int) -> floa
     for _ in range(trials):
         reference = rng.multinomial(REFERENCE_ROWS, SHARES) / REFERENCE_ROWS
         window = rng.multinomial(events, SHARES) / events
-        value = sample_psi(reference, window, reference_rows=REFERENCE_ROWS, events=events)
+        value = psi(reference, window, reference_rows=REFERENCE_ROWS, events=events)
         alarms += value > critical
     return alarms / trials
 
@@ -65,7 +65,7 @@ def test_pearson_s_statistic_holds_the_level_in_the_far_tail_where_psi_does_not(
         reference = rng.multinomial(REFERENCE_ROWS, uniform) / REFERENCE_ROWS
         window = rng.multinomial(events, uniform) / events
         pearson += pearson_statistic(reference, window, **sizes) > quantile
-        psi_passes += sample_psi(reference, window, **sizes) > critical
+        psi_passes += psi(reference, window, **sizes) > critical
     assert pearson / trials <= 1.5 * alpha, pearson
     assert psi_passes > 2 * pearson, (psi_passes, pearson)
 

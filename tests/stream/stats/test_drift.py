@@ -11,25 +11,24 @@ from scipy.stats import ks_2samp
 
 from stream.contract.sketch import QuantileSketch
 from stream.model.profile import decile_edges
-from stream.stats.drift import (
-    bin_fractions,
-    category_psi,
-    ks_from_sketches,
-    psi,
-    psi_from_sketches,
-    unseen_rate,
-)
+from stream.stats.drift import bin_fractions, ks_from_sketches, psi
 from tests.stream.conftest import Sample
 
 
-def test_psi_of_fractions() -> None:
-    assert psi([0.5, 0.5], [0.5, 0.5]) == 0.0
+def test_psi_of_shares() -> None:
+    sizes = {"reference_rows": 1_000, "events": 100}
+    assert psi([0.5, 0.5], [0.5, 0.5], **sizes) == 0.0
     expected = (0.7 - 0.5) * math.log(0.7 / 0.5) + (0.3 - 0.5) * math.log(0.3 / 0.5)
-    assert psi([0.5, 0.5], [0.7, 0.3]) == pytest.approx(expected)
-    # An empty bin is floored to eps instead of making the index infinite.
-    assert math.isfinite(psi([0.5, 0.5], [1.0, 0.0]))
+    assert psi([0.5, 0.5], [0.7, 0.3], **sizes) == pytest.approx(expected)
+    # An empty bin counts as half an event of its window (0.005 of 100), not as infinity.
+    half = (0.995 - 0.5) * math.log(0.995 / 0.5) + (0.005 - 0.5) * math.log(0.005 / 0.5)
+    assert psi([0.5, 0.5], [1.0, 0.0], **sizes) == pytest.approx(half, rel=0.01)
+    # A bin no side fills carries nothing; one the reference never filled is half a row of it.
+    assert psi([0.5, 0.5, 0.0], [0.5, 0.5, 0.0], **sizes) == 0.0
+    assert psi([0.5, 0.5, 0.0], [0.45, 0.45, 0.1], **sizes) > 0.25
+    assert math.isnan(psi([0.5, 0.5], [math.nan, math.nan], **sizes))
     with pytest.raises(ValueError, match="same 1-d shape"):
-        psi([0.5, 0.5], [1.0])
+        psi([0.5, 0.5], [1.0], **sizes)
 
 
 def test_bin_fractions_sum_to_one(prices: Sample) -> None:
@@ -40,17 +39,28 @@ def test_bin_fractions_sum_to_one(prices: Sample) -> None:
     assert np.all(np.abs(fractions - 0.1) <= 0.03)
 
 
+def _sketch_psi(
+    reference: QuantileSketch, current: QuantileSketch, edges: tuple[float, ...]
+) -> float:
+    return psi(
+        bin_fractions(reference, edges),
+        bin_fractions(current, edges),
+        reference_rows=reference.n,
+        events=current.n,
+    )
+
+
 def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift(prices: Sample) -> None:
     reference_values = prices(5_000)
     reference = QuantileSketch.of(reference_values)
     edges = decile_edges(reference_values)
-    assert psi_from_sketches(reference, QuantileSketch.of(reference_values), edges) < 0.02
+    assert _sketch_psi(reference, QuantileSketch.of(reference_values), edges) < 0.02
     # An independent sample of the same distribution: sampling noise (about 9/1,400 = 0.006 on
     # average for 10 bins) plus each sketch's rank error in every bin fraction; 0.05 holds
     # with a wide margin, and a 25 % shift is far above it either way.
-    assert psi_from_sketches(reference, QuantileSketch.of(prices(2_000)), edges) < 0.05
+    assert _sketch_psi(reference, QuantileSketch.of(prices(2_000)), edges) < 0.05
     shifted = QuantileSketch.of(reference_values * 1.25)
-    assert psi_from_sketches(reference, shifted, edges) > 0.25
+    assert _sketch_psi(reference, shifted, edges) > 0.25
 
 
 @pytest.mark.parametrize(("scale", "n_current"), [(1.0, 2_000), (1.05, 3_000), (1.3, 500)])
@@ -70,18 +80,7 @@ def test_ks_is_exact_before_the_sketches_compact() -> None:
     assert ks_from_sketches(QuantileSketch.of(a), QuantileSketch.of(b)) == pytest.approx(0.5)
 
 
-def test_category_psi_and_unseen_rate() -> None:
-    reference = {"a": 0.5, "b": 0.3, "c": 0.2}
-    assert category_psi(reference, {"a": 50, "b": 30, "c": 20}) == pytest.approx(0.0)
-    assert category_psi(reference, {"a": 20, "b": 30, "c": 50}) > 0.25
-    # A category the reference never saw is its own bin with an expected share of ~0.
-    assert category_psi(reference, {"a": 45, "b": 27, "c": 18, "zzz": 10}) > 0.25
-    assert unseen_rate(reference, {"a": 45, "b": 27, "c": 18, "zzz": 10}) == pytest.approx(0.1)
-    assert math.isnan(category_psi(reference, {}))
-    assert math.isnan(unseen_rate(reference, {"a": 0}))
-
-
 def test_an_empty_window_has_no_drift_value() -> None:
     empty = QuantileSketch.empty()
     assert math.isnan(ks_from_sketches(empty, QuantileSketch.of([1.0])))
-    assert math.isnan(psi_from_sketches(QuantileSketch.of([1.0]), empty, [0.5]))
+    assert math.isnan(_sketch_psi(QuantileSketch.of([1.0]), empty, (0.5,)))
