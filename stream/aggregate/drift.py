@@ -249,18 +249,17 @@ def _psi_verdict(
     rank_error: float,
     policy: DriftPolicy,
 ) -> Verdict:
-    """PSI of ``actual`` against ``expected`` with its critical value, how far beyond noise the
-    window is (Pearson's statistic over its quantile) and the material threshold. Degrees of
-    freedom: the bins either side fills, less one."""
+    """PSI of ``actual`` against ``expected`` with its critical value (degrees of freedom: the
+    bins either side fills, less one), how far beyond noise the window is (Pearson's statistic
+    over its quantile, its sparse bins merged) and the material threshold."""
     df = max(1, int(np.count_nonzero((expected > 0) | (actual > 0))) - 1)
-    quantile = chi2_quantile(df, policy.alpha)
     sizes = {"events": events, "reference_rows": reference_rows}
-    pearson = pearson_statistic(expected, actual, rank_error=rank_error, **sizes)
+    pearson, groups_df = pearson_statistic(expected, actual, rank_error=rank_error, **sizes)
     return Verdict(
         statistic=psi(expected, actual, **sizes),
         critical=psi_critical(df=df, alpha=policy.alpha, rank_error=rank_error, **sizes),
         threshold=policy.psi_threshold,
-        noise=pearson / quantile,
+        noise=pearson / chi2_quantile(groups_df, policy.alpha),
     )
 
 

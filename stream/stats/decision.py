@@ -25,7 +25,7 @@ itself (:func:`pearson_statistic` over its chi-square quantile) rather than with
 equal: on small windows PSI's tail is heavier than the chi-square's (an empty 10 % bin adds
 ``0.1 * ln(0.1 / (0.5 / M))``, 0.29 at M = 100, three times its Pearson term), so PSI over
 ``psi_critical`` passed 7-21 times as many windows of pure noise as the level promised at 100
-events, while Pearson's statistic keeps it. Where the approximation holds the two agree:
+events, while Pearson's statistic, its sparse bins merged (Cochran's rule), keeps it. Where the approximation holds the two agree:
 ``noise`` is then PSI over ``psi_critical``, and the score PSI over the larger threshold.
 Pure functions; scipy's ``chdtri`` gives the chi-square quantile.
 """
@@ -42,6 +42,9 @@ from scipy.special import chdtri
 
 #: The confidence of a sketch's ``rank_error`` (DataSketches quotes 99 %).
 RANK_ERROR_CONFIDENCE: Final = 0.99
+#: Fewest events a bin of Pearson's statistic should expect (Cochran's rule); smaller bins are
+#: merged before the statistic is compared with the chi-square distribution.
+MIN_EXPECTED: Final = 5.0
 
 
 def sketch_equivalent_sample(rank_error: float) -> float:
@@ -76,16 +79,49 @@ def pearson_statistic(
     events: float,
     reference_rows: float,
     rank_error: float = 0.0,
-) -> float:
+) -> tuple[float, int]:
     """Pearson's two-sample chi-square statistic (homogeneity of the two samples' bins) from
-    their shares: ``sum((a - e)**2 / p) / (1/M + 1/N)`` with ``p`` the pooled share, over the
-    bins that hold anything, the window's sketch counted as in :func:`psi_critical`. Under no
-    drift it follows the chi-square distribution with one degree less than those bins."""
+    their shares, and its degrees of freedom.
+
+    ``sum((a - e)**2 / p) / (1/M + 1/N)`` with ``p`` the pooled share, the window's sketch
+    counted as in :func:`psi_critical`. Bins the window would expect fewer than
+    :data:`MIN_EXPECTED` events in are first merged, smallest first, into groups that reach it
+    (Cochran's rule): a category seen once in training and once in a window of 100 would
+    otherwise weigh like a strong drift, and the chi-square distribution would not hold. Under
+    no drift the statistic then follows it with one degree less than the groups.
+    """
     used = (expected > 0) | (actual > 0)
     e, a = expected[used], actual[used]
     pooled = (events * a + reference_rows * e) / (events + reference_rows)
+    groups = _groups(pooled * events)
+    e = np.array([e[g].sum() for g in groups])
+    a = np.array([a[g].sum() for g in groups])
+    pooled = np.array([pooled[g].sum() for g in groups])
     spread = 1 / events + 1 / reference_rows + 1 / sketch_equivalent_sample(rank_error)
-    return float(np.sum((a - e) ** 2 / pooled) / spread)
+    return float(np.sum((a - e) ** 2 / pooled) / spread), max(1, len(groups) - 1)
+
+
+def _groups(counts: npt.NDArray[np.float64]) -> list[list[int]]:
+    """Indices of ``counts`` (expected counts per bin) in groups of at least
+    :data:`MIN_EXPECTED`: bins that have it alone, the others merged smallest first."""
+    groups: list[list[int]] = []
+    small: list[int] = []
+    held = 0.0
+    for i in np.argsort(counts, kind="stable").tolist():
+        if not small and counts[i] >= MIN_EXPECTED:
+            groups.append([i])
+            continue
+        small.append(i)
+        held += counts[i]
+        if held >= MIN_EXPECTED:
+            groups.append(small)
+            small, held = [], 0.0
+    if small:  # what is left under the minimum joins the smallest group that reached it
+        if groups:
+            groups[0] += small
+        else:
+            groups.append(small)
+    return groups
 
 
 def ks_coefficient(alpha: float) -> float:

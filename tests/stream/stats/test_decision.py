@@ -64,10 +64,32 @@ def test_pearson_s_statistic_holds_the_level_in_the_far_tail_where_psi_does_not(
     for _ in range(trials):
         reference = rng.multinomial(REFERENCE_ROWS, uniform) / REFERENCE_ROWS
         window = rng.multinomial(events, uniform) / events
-        pearson += pearson_statistic(reference, window, **sizes) > quantile
+        pearson += pearson_statistic(reference, window, **sizes)[0] > quantile
         psi_passes += psi(reference, window, **sizes) > critical
     assert pearson / trials <= 1.5 * alpha, pearson
     assert psi_passes > 2 * pearson, (psi_passes, pearson)
+
+
+def test_sparse_bins_are_merged_before_pearson_s_statistic_is_read() -> None:
+    # A reference with many rare categories (as a neighbourhood or a condition has): windows of
+    # 100 events drawn from it see a rare one now and then, which alone would make Pearson's
+    # statistic large; merged into groups of 5 expected events, the level holds.
+    rng = np.random.default_rng(23)
+    shares = np.array([0.4, 0.3, 0.2] + [0.1 / 40] * 40)
+    events, alpha, trials = 100, 0.002, 10_000
+    sizes = {"events": events, "reference_rows": REFERENCE_ROWS}
+    passes = 0
+    for _ in range(trials):
+        reference = rng.multinomial(REFERENCE_ROWS, shares) / REFERENCE_ROWS
+        window = rng.multinomial(events, shares) / events
+        statistic, df = pearson_statistic(reference, window, **sizes)
+        assert df < 10  # 43 bins merged into a few groups
+        passes += statistic > chi2_quantile(df, alpha)
+    assert passes / trials <= 2 * alpha, passes
+    # Something real still shows: a fifth of the events in a bin training never filled.
+    moved = np.append(0.8 * shares, 0.2)
+    statistic, df = pearson_statistic(np.append(shares, 0.0), moved, **sizes)
+    assert statistic > chi2_quantile(df, 1e-6)
 
 
 def test_psi_critical_value_is_not_vacuous() -> None:
