@@ -107,8 +107,14 @@ class RunOutcome:
 
     flag_delay: int | None
     alert_delay: int | None
-    cause: int | None
-    """The top likely cause (index in FEATURES, -1 none) at the first flagged window (ours)."""
+    causes: tuple[int, ...]
+    """The likely causes (indices in FEATURES, largest first) at the first flagged window (ours);
+    empty when it was never flagged or named none."""
+
+    @property
+    def cause(self) -> int | None:
+        """The top likely cause, None without one."""
+        return self.causes[0] if self.causes else None
 
 
 def run_outcome(stream: StreamFlags, onset: int, detector: str) -> RunOutcome:
@@ -126,10 +132,10 @@ def run_outcome(stream: StreamFlags, onset: int, detector: str) -> RunOutcome:
             if later and (alert is None or later[0] < alert):
                 alert = later[0]
     if first is None:
-        return RunOutcome(None, alert, None)
+        return RunOutcome(None, alert, ())
     t, rank = first
     kind = stream.tumbling if rank == 0 else stream.hopping
-    return RunOutcome(t + 1, alert, int(kind.cause[onset + t]))
+    return RunOutcome(t + 1, alert, tuple(int(c) for c in kind.cause[onset + t] if c >= 0))
 
 
 @dataclass

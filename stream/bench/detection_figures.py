@@ -118,9 +118,10 @@ def _runs(outs: Sequence[RunOutcome], feature: str | None) -> dict[str, Any]:
     flags = [o.flag_delay for o in outs if o.flag_delay is not None]
     alerts = [o.alert_delay for o in outs if o.alert_delay is not None]
     n = max(1, len(outs))
-    right = None
+    right = among = None
     if feature is not None:
         right = sum(o.cause == FEATURES.index(feature) for o in outs) / n
+        among = sum(FEATURES.index(feature) in o.causes for o in outs) / n
     named: dict[str, int] = defaultdict(int)
     for o in outs:
         named["none" if o.cause is None or o.cause < 0 else FEATURES[o.cause]] += 1
@@ -134,6 +135,7 @@ def _runs(outs: Sequence[RunOutcome], feature: str | None) -> dict[str, Any]:
         "mean_delay_windows": statistics.fmean(flags) if flags else None,
         "mean_alert_delay_windows": statistics.fmean(alerts) if alerts else None,
         "top_feature_right_share": right,
+        "named_in_alert_share": among,
         "named_first": dict(sorted(named.items(), key=lambda kv: -kv[1])),
     }
 
@@ -194,6 +196,8 @@ def figures(
         if None not in features:
             named = [o.cause == FEATURES.index(f) for o, f in rows if f is not None]
             row["top_feature_right_share"] = sum(named) / len(named)
+            among = [FEATURES.index(f) in o.causes for o, f in rows if f is not None]
+            row["named_in_alert_share"] = sum(among) / len(among)
         summary.append(
             {"scenario": name, "magnitude": magnitude, "events_per_window": events}
             | {"features": len(features)}

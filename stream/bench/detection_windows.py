@@ -22,6 +22,7 @@ from typing import Final
 import numpy as np
 
 from consumers.panes import PaneBook
+from stream.aggregate.drift import CAUSES
 from stream.aggregate.policy import DriftPolicy
 from stream.aggregate.summary import WindowAggregate, WindowSummary, summarise
 from stream.aggregate.windows import Window, window_specs
@@ -61,7 +62,8 @@ class KindFlags:
     batch: BoolArray
     """The KS / chi-square baseline per :data:`LABELS` column."""
     cause: IntArray
-    """Index in FEATURES of the top likely cause, -1 without one."""
+    """Per window, the indices in FEATURES of its likely causes as the alerts name them (at
+    most :data:`CAUSES`, largest first), -1 where there are fewer."""
 
 
 @dataclass
@@ -173,7 +175,7 @@ def _empty(rows: int) -> KindFlags:
         ours=np.zeros((rows, len(OURS)), dtype=np.bool_),
         psi=np.full((rows, len(LABELS)), np.nan),
         batch=np.zeros((rows, len(LABELS)), dtype=np.bool_),
-        cause=np.full(rows, -1, dtype=np.int64),
+        cause=np.full((rows, CAUSES), -1, dtype=np.int64),
     )
 
 
@@ -186,5 +188,5 @@ def _record(kind: KindFlags, row: int, summary: WindowSummary) -> None:
     kind.ours[row, : len(LABELS)] = [s.drifting for s in stats]
     kind.ours[row, -1] = drift.drifting_share >= DATASET_SHARE
     kind.psi[row] = [s.psi.statistic for s in stats]
-    if drift.causes:
-        kind.cause[row] = FEATURES.index(drift.causes[0].feature)
+    for rank, cause in enumerate(drift.causes):
+        kind.cause[row, rank] = FEATURES.index(cause.feature)

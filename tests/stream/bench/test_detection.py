@@ -100,6 +100,9 @@ def test_scenario_figures_are_shares_and_delays(result: DetectionResult) -> None
             # no alert before five flagged windows have closed
             assert s["median_alert_delay_windows"] >= FOR_WINDOWS + 1
         assert (s["top_feature_right_share"] is None) == (s["feature"] is None)
+        if s["feature"] is not None:
+            # the alerts name three causes, the first among them
+            assert s["top_feature_right_share"] <= s["named_in_alert_share"] <= 1
     assert {s["scenario"] for s in result.scenarios} == {"scale", "inflate"}
     assert {s["magnitude"] for s in result.scenarios} == {"default", "half"}
 
