@@ -24,10 +24,10 @@ where ``noise`` is how far beyond sampling noise the window is, measured with Pe
 itself (:func:`pearson_statistic` over its chi-square quantile) rather than with PSI's second-order
 equal: on small windows PSI's tail is heavier than the chi-square's (an empty 10 % bin adds
 ``0.1 * ln(0.1 / (0.5 / M))``, 0.29 at M = 100, three times its Pearson term), so PSI over
-``psi_critical`` passed 7-21 times as many windows of pure noise as the level promised at 100
-events, while Pearson's statistic, its sparse bins merged (Cochran's rule), keeps it. Where
-the approximation holds the two agree: ``noise`` is then PSI over ``psi_critical``, and the
-score PSI over the larger threshold.
+``psi_critical`` passed 7-21 times as many windows of pure noise as the default level (5.3e-7)
+promised at 100 events, while Pearson's statistic, its sparse bins merged (Cochran's rule),
+keeps it. Where the approximation holds the two agree: ``noise`` is then PSI over
+``psi_critical``, and the score PSI over the larger threshold.
 Pure functions; scipy's ``chdtri`` gives the chi-square quantile.
 """
 
