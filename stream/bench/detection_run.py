@@ -11,6 +11,7 @@ outcomes and window tallies (runs).
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from stream.bench.detection_baselines import BatchTests
 from stream.bench.detection_pools import Pool, Reference
 from stream.bench.detection_windows import Draw, Simulator, StreamFlags, Timing
 from stream.model.load import load_model
+from stream.service.process import die_with
 from stream.settings import Settings
 
 
@@ -166,8 +168,11 @@ class Worker:
 _worker: Worker | None = None
 
 
-def _start(inputs: Inputs) -> None:
+def _start(inputs: Inputs, parent: int) -> None:
     global _worker  # one worker per process, built by the pool's initializer
+    # A SIGKILLed bench runs no cleanup, and its pool workers went on with their tasks (and
+    # then waited for more) with no parent: the kernel now kills them with it.
+    die_with(parent)
     _worker = Worker(inputs)
 
 
@@ -188,7 +193,7 @@ def run_tasks(
         return
     # spawn: a fresh interpreter per worker, nothing inherited from this process's threads.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(jobs, initializer=_start, initargs=(inputs,)) as pool:
+    with context.Pool(jobs, initializer=_start, initargs=(inputs, os.getpid())) as pool:
         results: Iterator[Any] = pool.imap_unordered(_run, tasks, chunksize=1)
         for done in results:
             on_done(done)

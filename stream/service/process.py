@@ -1,8 +1,9 @@
 """Child processes that never outlive their parent, and the CPUs this process may use.
 
 Every child the product starts (the embedded broker, the parts of ``appraise up``, Prometheus,
-Alertmanager) is started with :func:`die_with_parent` as its ``preexec_fn``: on Linux the
-kernel sends it SIGKILL when the thread that started it ends, even when the parent is
+Alertmanager) is started with :func:`die_with_parent_fn`'s function as its ``preexec_fn``, and
+a Python worker process (``appraise bench detection``'s pool) calls :func:`die_with` first: on
+Linux the kernel sends it SIGKILL when the thread that started it ends, even when the parent is
 SIGKILLed and runs no cleanup. Children are therefore started from the event loop's thread,
 which lives as long as the process. Elsewhere (macOS) it does nothing and the parents' own
 stop paths are the only guard.
@@ -41,18 +42,25 @@ def _libc_prctl() -> Callable[[int, int], int] | None:
 _PRCTL: Final = _libc_prctl()
 
 
+def die_with(parent: int) -> None:
+    """In a child of ``parent``: have the kernel SIGKILL this process when the parent's thread
+    that started it ends (nothing off Linux)."""
+    if _PRCTL is None:
+        return
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # The parent may have died before the call: then no signal would ever come.
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def die_with_parent_fn() -> Callable[[], None] | None:
     """A ``preexec_fn`` that has the child killed when this process ends (None off Linux)."""
     if _PRCTL is None:
         return None
     parent = os.getpid()
-    prctl = _PRCTL
 
     def die_with_parent() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        # The parent may have died between fork and prctl: then no signal would ever come.
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGKILL)
+        die_with(parent)
 
     return die_with_parent
 

@@ -21,7 +21,9 @@ from stream.bench.detection_alerts import FOR_WINDOWS, alert_windows
 from stream.bench.detection_baselines import _ChiColumn, _KsColumn
 from stream.bench.detection_report import format_result, plot
 from stream.bench.detection_windows import DATASET_SHARE, OURS
+from stream.service.process import die_with_parent_fn
 from stream.settings import Settings
+from tests.tools import wait_until
 
 STABLE_KEYS = {"events_per_window", "windows", "false_windows", "false_alerts"}
 SCENARIO_KEYS = {
@@ -194,3 +196,50 @@ def test_the_command_is_wired() -> None:
     )
     assert done.returncode == 2
     assert "whole numbers" in done.stderr
+
+
+def _children(pid: int) -> set[int]:
+    """The processes ``pid`` started (Linux: /proc)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its new parent to reap it does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal")
+def test_a_killed_bench_takes_its_worker_processes_with_it(model_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPRAISE_")}
+    env["APPRAISE_MODEL_DIR"] = str(model_dir)
+    args = ["bench", "detection", "--sizes", "100", "--windows", "43200", "--runs", "1"]
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "stream", *args, "--scenarios", "inflate", "--jobs", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent_fn(),  # a killed test run takes it with it
+    )
+    try:
+        # multiprocessing's resource tracker is a child too: wait for the two pool workers.
+        workers = wait_until(
+            lambda: c if len(c := _children(bench.pid)) >= 3 else None,
+            timeout=120,
+            what="the bench's pool workers",
+            alive=lambda: None if bench.poll() is None else f"bench exited {bench.returncode}",
+        )
+    finally:
+        bench.kill()  # no cleanup runs: only the kernel can end the workers now
+        bench.wait(timeout=30)
+    wait_until(
+        lambda: True if not any(_alive(w) for w in workers) else None,
+        timeout=30,
+        what=f"the workers {sorted(workers)} gone with the bench",
+    )
