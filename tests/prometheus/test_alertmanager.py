@@ -220,15 +220,9 @@ def test_scorer_down_inhibits_lag_and_drift_alerts(alertmanager: str) -> None:
     )
 
     def states() -> dict[tuple[str, str], str] | None:
-        answer = http_get(f"{alertmanager}/api/v2/alerts")
-        if answer is None or answer[0] != 200:
-            return None
-        found = {
-            (a["labels"]["alertname"], a["labels"]["deployment"]): a["status"]["state"]
-            for a in json.loads(answer[1])
-        }
+        found = _states(alertmanager)
         # Inhibition is applied once the source alert is known: wait for the suppressed ones.
-        return found if len(found) == 5 and "suppressed" in found.values() else None
+        return found if found and len(found) == 5 and "suppressed" in found.values() else None
 
     found = wait_until(states, timeout=30, what="the inhibition to apply")
     assert found == {
@@ -240,7 +234,19 @@ def test_scorer_down_inhibits_lag_and_drift_alerts(alertmanager: str) -> None:
     }
 
 
-#: The alerts AppraiseNoData mutes: the drift alerts, the last two added by another change.
+def _states(alertmanager: str) -> dict[tuple[str, str], str] | None:
+    """Each alert's state by name and deployment, as Alertmanager's API gives it (None while it
+    does not answer)."""
+    answer = http_get(f"{alertmanager}/api/v2/alerts")
+    if answer is None or answer[0] != 200:
+        return None
+    return {
+        (a["labels"]["alertname"], a["labels"]["deployment"]): a["status"]["state"]
+        for a in json.loads(answer[1])
+    }
+
+
+#: The alerts AppraiseNoData mutes: every drift alert, target drift and out-of-range included.
 NO_DATA_MUTES = (
     "AppraisePredictionMedianShift",
     "AppraisePredictionDrift",
@@ -278,13 +284,9 @@ def test_no_data_inhibits_the_drift_alerts(alertmanager: str) -> None:
     }
 
     def states() -> dict[tuple[str, str], str] | None:
-        answer = http_get(f"{alertmanager}/api/v2/alerts")
-        if answer is None or answer[0] != 200:
+        found = _states(alertmanager)
+        if found is None:
             return None
-        found = {
-            (a["labels"]["alertname"], a["labels"]["deployment"]): a["status"]["state"]
-            for a in json.loads(answer[1])
-        }
         done = list(found.values()).count("suppressed") == len(NO_DATA_MUTES)
         return found if len(found) == len(expected) and done else None
 
