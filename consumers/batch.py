@@ -87,6 +87,12 @@ class DeadLetter:
     value: bytes | None
     headers: Headers
     reason: Reason
+    index: int = 0
+    """Position of the record in the scored batch."""
+    field: str | None = None
+    """The offending field, when one field is to blame (the HTTP service's 422 names it)."""
+    detail: str = ""
+    """What was wrong, as the reason's detail header says."""
 
 
 @dataclass(slots=True)
@@ -95,6 +101,8 @@ class ScoredBatch:
 
     predictions: list[tuple[bytes, bytes]]
     """(key, value) of each PredictionEvent, in input order."""
+    rows: list[int]
+    """Position in the batch of each prediction's record."""
     dead_letters: list[DeadLetter]
     prices: FloatArray
     event_seconds: FloatArray
@@ -138,7 +146,7 @@ def score_batch(
     scored_at = moment.timestamp()
     stamp = rfc3339(moment)
     decoded = decode_batch([r.value for r in records], max_bytes=max_bytes)
-    dead = [(i, exc.reason, exc.detail) for i, exc in decoded.invalid]
+    dead = [(i, exc.reason, exc.detail, exc.field) for i, exc in decoded.invalid]
     if skew_s is not None and len(decoded):
         # One vectorised comparison per batch; rows from the future are rare.
         ahead = decoded.event_seconds > scored_at + skew_s
@@ -146,18 +154,20 @@ def score_batch(
             for row in np.flatnonzero(ahead).tolist():
                 when = decoded.event_times[row]
                 detail = _future_detail(when, float(decoded.event_seconds[row]), moment, skew_s)
-                dead.append((int(decoded.index[row]), "future_event_time", detail))
+                dead.append((int(decoded.index[row]), "future_event_time", detail, "event_time"))
             decoded = _subset(decoded, ~ahead)
     prices, failures = _predict(model, decoded)
     if failures:
         keep = np.ones(len(decoded), dtype=np.bool_)
         for row, detail in failures.items():
             keep[row] = False
-            dead.append((int(decoded.index[row]), "model_error", detail))
+            dead.append((int(decoded.index[row]), "model_error", detail, None))
         decoded, prices = _subset(decoded, keep), prices[keep]
 
-    dead.sort()
-    dead_letters = [_dead_letter(records[i], reason, detail, stamp) for i, reason, detail in dead]
+    dead.sort(key=lambda entry: entry[0])
+    dead_letters = [
+        _dead_letter(records, i, reason, detail, field, stamp) for i, reason, detail, field in dead
+    ]
     outside = model.training_range.outside(decoded.numeric, decoded.categorical)
     predictions = _prediction_records(
         records, decoded, prices, model.version, stamp, names_per_row(outside, len(decoded))
@@ -172,11 +182,12 @@ def score_batch(
         )
     return ScoredBatch(
         predictions=predictions,
+        rows=decoded.index.tolist(),
         dead_letters=dead_letters,
         prices=prices,
         event_seconds=decoded.event_seconds,
         scored_at=scored_at,
-        reasons=Counter(reason for _, reason, _ in dead),
+        reasons=Counter(entry[1] for entry in dead),
     )
 
 
@@ -297,7 +308,15 @@ def _future_detail(when: str, seconds: float, now: datetime, skew_s: float) -> s
     )
 
 
-def _dead_letter(record: RecordLike, reason: Reason, detail: str, stamp: str) -> DeadLetter:
+def _dead_letter(
+    records: Sequence[RecordLike],
+    index: int,
+    reason: Reason,
+    detail: str,
+    field: str | None,
+    stamp: str,
+) -> DeadLetter:
+    record = records[index]
     headers: Headers = list(record.headers or ())
     headers += [
         (DLQ_REASON, reason.encode()),
@@ -307,4 +326,4 @@ def _dead_letter(record: RecordLike, reason: Reason, detail: str, stamp: str) ->
         (DLQ_SOURCE_OFFSET, str(record.offset).encode()),
         (DLQ_TIME, stamp.encode()),
     ]
-    return DeadLetter(key=record.key, value=record.value, headers=headers, reason=reason)
+    return DeadLetter(record.key, record.value, headers, reason, index, field, detail)

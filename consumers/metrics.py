@@ -21,7 +21,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
 from stream.contract import metrics as names
-from stream.contract.metrics import MetricName
+from stream.contract.metric_name import MetricName
 from stream.contract.reasons import REASONS
 from stream.service.metrics import counter, expect_kind, gauge, histogram, info
 from stream.service.metrics import process_collectors as process_collectors_of

@@ -63,4 +63,7 @@ def _invalid(exc: ValidationError, raw: bytes) -> InvalidEvent:
     detail = "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or '<event>'}: {err['msg']}" for err in errors
     )
-    return InvalidEvent(reason, detail)
+    loc = first["loc"]
+    # A rule across fields (a year after the event's) names its field in the context.
+    field = str(loc[0]) if loc else (first.get("ctx") or {}).get("field")
+    return InvalidEvent(reason, detail, field)

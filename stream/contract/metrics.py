@@ -9,29 +9,13 @@ that ``docs/metrics.md`` lists exactly these, with the same type and labels. Nam
 
 from __future__ import annotations
 
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal
 
-Kind = Literal["counter", "gauge", "histogram", "info"]
-Service = Literal["scorer", "aggregate"]
+from stream.contract import http_metrics as http
+from stream.contract.metric_name import MetricName
+from stream.contract.metric_name import metric as _m
 
-
-class MetricName(NamedTuple):
-    """One metric family: its exposed name, type, label names and help text."""
-
-    name: str
-    kind: Kind
-    labels: tuple[str, ...]
-    help: str
-
-    @property
-    def base(self) -> str:
-        """The name prometheus_client is given (it adds ``_total`` / ``_info`` itself)."""
-        return self.name.removesuffix("_total").removesuffix("_info")
-
-
-def _m(name: str, kind: Kind, help_text: str, *labels: str) -> MetricName:
-    return MetricName(name, kind, labels, help_text)
-
+Service = Literal["scorer", "aggregate", "serve"]
 
 _V = "model_version"
 _W = "window"
@@ -378,8 +362,27 @@ AGGREGATE: Final = (
     WINDOW_LAST_CLOSED,
 )
 
+SERVE_MODEL_INFO = _m("appraise_model_info", "info", "The model this service uses.", "version")
+
+SERVE: Final = (
+    http.HTTP_REQUESTS,
+    http.HTTP_LATENCY,
+    http.HTTP_IN_PROGRESS,
+    http.HTTP_PREDICTIONS,
+    http.HTTP_ERRORS,
+    http.HTTP_PREDICTED_PRICE,
+    http.HTTP_BATCH_SIZE,
+    http.HTTP_PREDICT_DURATION,
+    http.HTTP_PUBLISH_BUFFER,
+    http.HTTP_PUBLISHED,
+    http.HTTP_UNPUBLISHED,
+    SERVE_MODEL_INFO,
+    HOLDOUT_MAPE,
+)
+
 #: Every metric of each service, for the docs check and the exporters' own tests.
 BY_SERVICE: Final[dict[Service, tuple[MetricName, ...]]] = {
     "scorer": SCORER,
     "aggregate": AGGREGATE,
+    "serve": SERVE,
 }

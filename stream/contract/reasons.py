@@ -51,7 +51,9 @@ MAX_DETAIL_CHARS: Final = 500
 class InvalidEvent(AppraiseError):
     """Input that breaks the contract. Never retriable: it goes to the dead-letter topic."""
 
-    def __init__(self, reason: Reason, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str, field: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason: Reason = reason
         self.detail: str = detail[:MAX_DETAIL_CHARS]
+        #: The offending field (``living_area_sqft``), when one field is to blame.
+        self.field: str | None = field

@@ -10,7 +10,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from stream.contract.metrics import MetricName
+from stream.contract.metric_name import MetricName
 
 
 def expect_kind(spec: MetricName, kind: str) -> None:

@@ -93,8 +93,25 @@ class Service(Protocol):
         """The running part, built once the broker answers and the topics exist."""
         ...
 
+    # Optional, read with getattr: ``needs_broker`` (default True: wait for the broker and
+    # create the topics before the worker is built) and ``endpoint(readiness) -> Endpoint`` (a
+    # service that serves its own /metrics and probes; default: a MetricsServer on ``port``).
 
-OnReady = Callable[[MetricsServer, Worker], None]
+
+class Endpoint(Protocol):
+    """Where a service answers ``/metrics`` and the probes: the runtime's
+    :class:`MetricsServer`, or the service's own (the HTTP price service serves them beside
+    its API)."""
+
+    @property
+    def url(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+OnReady = Callable[[Endpoint, Worker], None]
 
 
 async def run_service(
@@ -199,10 +216,19 @@ async def _body(
     service: Service, settings: Settings, running: _Running, on_ready: OnReady | None
 ) -> None:
     async with service.prepared():
-        server = MetricsServer(settings.metrics.host, service.port, service.registry, running.ready)
-        async with server:
-            await wait_until_reachable(settings.kafka, settings.service.broker_wait_s)
-            await ensure_topics(settings.kafka, topic_specs(settings))
+        own_endpoint: Callable[[Callable[[], Mapping[str, bool]]], Endpoint] | None = getattr(
+            service, "endpoint", None
+        )
+        server: Endpoint = (
+            own_endpoint(running.ready)
+            if own_endpoint is not None
+            else MetricsServer(settings.metrics.host, service.port, service.registry, running.ready)
+        )
+        await server.start()
+        try:
+            if getattr(service, "needs_broker", True):
+                await wait_until_reachable(settings.kafka, settings.service.broker_wait_s)
+                await ensure_topics(settings.kafka, topic_specs(settings))
             worker = service.worker()
             await worker.start()
             try:
@@ -213,4 +239,6 @@ async def _body(
                 await worker.run()
             finally:
                 await worker.stop()
+        finally:
+            await server.stop()
     log.info("%s: stopped", service.name)

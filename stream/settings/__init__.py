@@ -27,6 +27,7 @@ from stream.settings.sections import (
     ServiceSettings,
     TopicSettings,
 )
+from stream.settings.serve import ServeSettings
 
 ENV_PREFIX = "APPRAISE_"
 ENV_NESTED_DELIMITER = "__"
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
     service: ServiceSettings = ServiceSettings()
     scorer: ScorerSettings = ScorerSettings()
     aggregate: AggregateSettings = AggregateSettings()
+    serve: ServeSettings = ServeSettings()
     model_dir: Path = Field(
         default=Path("models/current"), description="directory written by `appraise train`"
     )
@@ -159,6 +161,7 @@ __all__ = [
     "MetricsSettings",
     "MonitoringSettings",
     "ScorerSettings",
+    "ServeSettings",
     "ServiceSettings",
     "Settings",
     "TopicSettings",

@@ -126,6 +126,11 @@ class ScorerSettings(Section):
     @field_validator("prediction_buckets_dollars", "event_lag_buckets_seconds")
     @classmethod
     def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if any(b <= a for a, b in itertools.pairwise(value)) or value[0] <= 0:
-            raise ValueError("expected positive, strictly increasing bucket edges")
-        return value
+        return increasing_edges(value)
+
+
+def increasing_edges(value: tuple[float, ...]) -> tuple[float, ...]:
+    """Histogram bucket edges, checked: positive and strictly increasing."""
+    if any(b <= a for a, b in itertools.pairwise(value)) or value[0] <= 0:
+        raise ValueError("expected positive, strictly increasing bucket edges")
+    return value

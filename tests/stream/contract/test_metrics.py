@@ -8,10 +8,13 @@ import re
 import pytest
 from prometheus_client import CollectorRegistry
 
+from consumers.http.app import ServeState, build_app
+from consumers.http.metrics import ServeMetrics
 from consumers.metrics import ScorerMetrics
 from stream.aggregate.service import new_metrics
 from stream.contract import metrics as names
-from stream.contract.metrics import BY_SERVICE, MetricName
+from stream.contract.metric_name import MetricName
+from stream.contract.metrics import BY_SERVICE
 from stream.settings import ScorerSettings, Settings
 from tests.tools import METRICS_DOC
 
@@ -53,6 +56,15 @@ def test_the_stream_app_exports_exactly_its_catalogue() -> None:
     registry = CollectorRegistry()
     new_metrics(Settings(), registry)
     assert _exported(registry) == _expected(names.AGGREGATE)
+
+
+def test_the_price_service_exports_exactly_its_catalogue() -> None:
+    registry = CollectorRegistry()
+    settings = Settings()
+    metrics = ServeMetrics(registry, settings.serve, with_process_collectors=False)
+    build_app(ServeState(settings, metrics))  # the instrumentator's metrics, and the gauge
+    metrics.set_model("v1", 0.1)
+    assert _exported(registry) == _expected(names.SERVE)
 
 
 @pytest.mark.parametrize("service", sorted(BY_SERVICE))

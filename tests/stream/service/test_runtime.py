@@ -16,13 +16,13 @@ from typing import Final
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream.service.http import MetricsServer
 from stream.service.runtime import (
     BROKER_EXIT,
     CLEAN_EXIT,
     CONFIG_EXIT,
     DEADLINE_EXIT,
     FORCED_EXIT,
+    Endpoint,
     Worker,
     run_service,
 )
@@ -232,8 +232,8 @@ async def test_a_stop_drains_the_worker_and_returns_0(
     worker, stop = _Worker(obeys=True), asyncio.Event()
     ready: list[int] = []
 
-    def on_ready(server: MetricsServer, _: Worker) -> None:
-        ready.append(server.port)
+    def on_ready(server: Endpoint, _: Worker) -> None:
+        ready.append(int(server.url.rsplit(":", 1)[1]))
 
     running = asyncio.ensure_future(
         run_service(_Service(worker), settings, stop=stop, handle_signals=False, on_ready=on_ready)
