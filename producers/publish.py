@@ -108,7 +108,11 @@ async def publish(
     """
     stats = PublishStats()
     pacer = Pacer(plan.rate)
-    pending_sales: deque[tuple[float, bytes, bytes]] = deque()
+    labels = (
+        SaleLabels(producer, plan.sales_topic, plan.sale_delay_s)
+        if plan.sales_topic is not None
+        else None
+    )
     drafts = _drafts(source, plan)
     exhausted = False
     while not exhausted and not (stop is not None and stop.is_set()):
@@ -120,38 +124,62 @@ async def publish(
         for draft in chunk:
             value = encode(draft, event_time=plan.event_time, now=now)
             futures.append(await producer.send(plan.topic, value=value, key=draft.key))
-            sale = _sale(draft, event_time=plan.event_time, now=now) if plan.sales_topic else None
-            if sale is not None and draft.key is not None:
-                pending_sales.append((time.monotonic() + plan.sale_delay_s, draft.key, sale))
-        futures += await _send_due_sales(producer, plan, pending_sales, stats)
+            if labels is not None:
+                labels.follow(draft, event_time=plan.event_time, now=now)
+        if labels is not None:
+            futures += await labels.send_due()
+            stats.sales = labels.sent
         await asyncio.gather(*futures)
         stats.listings += len(chunk)
         if on_progress is not None:
             on_progress(stats)
-    # The labels of what was published still follow, at their own delay.
-    while pending_sales and not await _stopped_within(stop, pending_sales[0][0] - time.monotonic()):
-        await asyncio.gather(*await _send_due_sales(producer, plan, pending_sales, stats))
-        if on_progress is not None:
-            on_progress(stats)
+    if labels is not None:
+
+        def sent() -> None:
+            stats.sales = labels.sent
+            if on_progress is not None:
+                on_progress(stats)
+
+        await labels.send_rest(stop, on_sent=sent)
     return stats
 
 
-async def _send_due_sales(
-    producer: Producer,
-    plan: PublishPlan,
-    pending: deque[tuple[float, bytes, bytes]],
-    stats: PublishStats,
-) -> list[Awaitable[Any]]:
-    """Send the sale labels whose delay is over; their futures join the chunk's."""
-    if plan.sales_topic is None:
-        return []
-    now = time.monotonic()
-    futures = []
-    while pending and pending[0][0] <= now:
-        _, key, value = pending.popleft()
-        futures.append(await producer.send(plan.sales_topic, value=value, key=key))
-        stats.sales += 1
-    return futures
+class SaleLabels:
+    """The sale labels of what was sent, each waiting ``delay_s`` before it goes to the sales
+    topic; shared by publishing to Kafka and sending over HTTP (``http.py``), whose labels still
+    travel on the topic the stream app joins."""
+
+    def __init__(self, producer: Producer, topic: str, delay_s: float) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.delay_s = delay_s
+        self.sent = 0
+        self._pending: deque[tuple[float, bytes, bytes]] = deque()
+
+    def follow(self, draft: Draft, *, event_time: EventTime, now: datetime) -> None:
+        """Queue ``draft``'s label, if it has one (a sale price and a key), ``delay_s`` from now."""
+        sale = _sale(draft, event_time=event_time, now=now)
+        if sale is not None and draft.key is not None:
+            self._pending.append((time.monotonic() + self.delay_s, draft.key, sale))
+
+    async def send_due(self) -> list[Awaitable[Any]]:
+        """Send the labels whose delay is over; the caller gathers their futures."""
+        now = time.monotonic()
+        futures = []
+        while self._pending and self._pending[0][0] <= now:
+            _, key, value = self._pending.popleft()
+            futures.append(await self.producer.send(self.topic, value=value, key=key))
+            self.sent += 1
+        return futures
+
+    async def send_rest(self, stop: asyncio.Event | None, *, on_sent: Callable[[], None]) -> None:
+        """Send the labels still waiting, each at its own time, until none is left or ``stop``
+        is set; ``on_sent`` after each batch is acknowledged."""
+        while self._pending and not await _stopped_within(
+            stop, self._pending[0][0] - time.monotonic()
+        ):
+            await asyncio.gather(*await self.send_due())
+            on_sent()
 
 
 async def _stopped_within(stop: asyncio.Event | None, seconds: float) -> bool:

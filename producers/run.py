@@ -1,4 +1,5 @@
-"""``appraise produce``: choose the source, apply the scenarios, publish at the asked rate."""
+"""``appraise produce``: choose the source, apply the scenarios, publish at the asked rate (or,
+with ``--http``, send to the HTTP price service)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from producers.publish import EventTime, PublishPlan, PublishStats, publish
+from producers.http import DEFAULT_CONCURRENCY, HttpStats, send_http
+from producers.publish import EventTime, PublishPlan, PublishStats, SaleLabels, publish
 from producers.scenarios import Scenario, ScenarioStream
 from producers.sources import (
     Draft,
@@ -84,3 +86,37 @@ async def produce(
     await wait_until_reachable(settings.kafka, settings.service.broker_wait_s)
     async with producing(settings.kafka, f"sending to {plan.topic}") as producer:
         return await publish(producer, drafts, plan, on_progress=on_progress, stop=stop)
+
+
+async def produce_http(
+    settings: Settings,
+    options: ProduceOptions,
+    *,
+    url: str,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    stop: asyncio.Event | None = None,
+    on_progress: Callable[[HttpStats], None] | None = None,
+) -> HttpStats:
+    """Send by ``options`` to the price service at ``url`` (``POST {url}/predict`` each); with
+    ``with_sales`` the labels go to the sales topic of the cluster in ``settings``, as without
+    ``--http``. Returns how the requests were answered."""
+    drafts = drafts_for(options)
+
+    async def send(sales: SaleLabels | None) -> HttpStats:
+        return await send_http(
+            url,
+            drafts,
+            rate=options.rate,
+            count=options.count,
+            event_time=options.event_time,
+            concurrency=concurrency,
+            sales=sales,
+            stop=stop,
+            on_progress=on_progress,
+        )
+
+    if not options.with_sales:
+        return await send(None)
+    await wait_until_reachable(settings.kafka, settings.service.broker_wait_s)
+    async with producing(settings.kafka, f"sending to {settings.topics.sales}") as producer:
+        return await send(SaleLabels(producer, settings.topics.sales, options.sale_delay_s))

@@ -11,8 +11,9 @@ import orjson
 import typer
 from rich.table import Table
 
+from producers.http import DEFAULT_CONCURRENCY, HttpStats, predict_url
 from producers.replay import republish
-from producers.run import ProduceOptions
+from producers.run import ProduceOptions, produce_http
 from producers.run import produce as run_produce
 from producers.scenarios import describe_scenarios, parse_scenario
 from stream.cli.app import err, out, parse_rate, run_until_signal
@@ -23,7 +24,7 @@ from stream.model.dataset import holdout_rows, load_ames
 from stream.model.rescore import Comparison
 from stream.model.rescore import rescore as run_rescore
 from stream.model.train import train as train_model
-from stream.settings import load_settings
+from stream.settings import Settings, load_settings
 
 
 def train(
@@ -108,9 +109,26 @@ def produce(
     list_scenarios: Annotated[
         bool, typer.Option("--list-scenarios", help="describe the scenarios and exit")
     ] = False,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="send each listing as POST URL/predict to the price service (appraise serve) "
+            "instead of the listings topic; sale labels still go to the sales topic",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            min=1,
+            help=f"with --http: most requests in flight [default: {DEFAULT_CONCURRENCY}]",
+        ),
+    ] = None,
 ) -> None:
     """Publish listings to the listings topic: the real hold-out stream by default, at a steady
-    rate, with drift scenarios and sale labels if asked."""
+    rate, with drift scenarios and sale labels if asked. With --http, send them to the HTTP
+    price service instead and count its answers by status code."""
     if list_scenarios:
         out.print(describe_scenarios(), markup=False)
         return
@@ -118,6 +136,13 @@ def produce(
         raise typer.BadParameter(
             f"{event_time!r}: expected 'history' or 'live'", param_hint="--event-time"
         )
+    if http is not None:
+        try:
+            predict_url(http)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{http!r}: {exc}", param_hint="--http") from None
+    elif concurrency is not None:
+        raise typer.BadParameter("only with --http URL", param_hint="--concurrency")
     settings = load_settings()
     options = ProduceOptions(
         source=source,
@@ -132,6 +157,9 @@ def produce(
     )
     holdout_size = len(holdout_rows(load_ames())) if source == "holdout" and not loop else None
     total = count if count is not None else holdout_size
+    if http is not None:
+        _produce_http(settings, options, http, concurrency or DEFAULT_CONCURRENCY, total)
+        return
 
     async def run(stopping: asyncio.Event) -> None:
         with progress(err, f"producing to {settings.topics.listings}", total) as report:
@@ -151,6 +179,49 @@ def produce(
         )
 
     run_until_signal(run)
+
+
+def _produce_http(
+    settings: Settings, options: ProduceOptions, url: str, concurrency: int, total: int | None
+) -> None:
+    """``produce --http``: send, show progress, say how the service answered; exit 1 when it
+    answered nothing at all."""
+    sales = options.with_sales
+    answered = True
+
+    def status(stats: HttpStats) -> str:
+        return stats.describe_statuses() + (f"; {stats.sales:,} sales" if sales else "")
+
+    async def run(stopping: asyncio.Event) -> None:
+        nonlocal answered
+        with progress(err, f"sending to {url}", total, "requests") as report:
+            stats = await produce_http(
+                settings,
+                options,
+                url=url,
+                concurrency=concurrency,
+                stop=stopping,
+                on_progress=lambda s: report(s.done, status(s)),
+            )
+        stopped = " (stopped early)" if stopping.is_set() else ""
+        out.print(
+            f"sent {stats.done:,} listings to {stats.url}"
+            + (f" and {stats.sales:,} sales to {settings.topics.sales}" if sales else "")
+            + f" in {stats.elapsed_s:,.1f} s ({stats.rate:,.0f}/s){stopped}: "
+            + f"{stats.describe_statuses() or 'nothing sent'}; {stats.describe_latency()}"
+        )
+        if stats.done and not stats.answered:
+            answered = False
+            err.print(
+                f"error: no answer from {stats.url} ({stats.last_error}); "
+                "is the price service (appraise serve) running there?",
+                style="red",
+                markup=False,
+            )
+
+    run_until_signal(run)
+    if not answered:
+        raise typer.Exit(1)
 
 
 def replay(
