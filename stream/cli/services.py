@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from consumers.http.service import ServeService
 from consumers.service import ScorerService
 from producers.scenarios import parse_scenario
 from stream.aggregate.service import AggregateService
@@ -16,8 +18,7 @@ from stream.cli.app import configure_logging, out, run_until_signal
 from stream.kafka.broker import EmbeddedBroker
 from stream.ops.profiles import profile_named
 from stream.ops.up import UpOptions, run_up
-from stream.service.http import MetricsServer
-from stream.service.runtime import run_service
+from stream.service.runtime import Endpoint, run_service
 from stream.settings import Settings, load_settings
 
 
@@ -99,6 +100,14 @@ def up(
     monitoring: Annotated[
         bool, typer.Option(help="run Prometheus, Alertmanager and the alert webhook receiver")
     ] = True,
+    http: Annotated[
+        bool,
+        typer.Option(
+            help="also run the HTTP price service (appraise serve, APPRAISE_SERVE__PORT) and a "
+            "second producer sending it the same stream as requests; its predictions join the "
+            "same windows"
+        ),
+    ] = False,
     live: Annotated[
         bool, typer.Option(help="show the live view (off a terminal: a status line every 10 s)")
     ] = True,
@@ -124,6 +133,7 @@ def up(
         bootstrap_servers=bootstrap_servers,
         prometheus_url=prometheus_url.rstrip("/") if prometheus_url else None,
         monitoring=monitoring,
+        http=http,
         profile=chosen,
         live=live,
     )
@@ -164,12 +174,46 @@ def aggregate() -> None:
     settings = load_settings()
     service = AggregateService(settings)
 
-    def ready(server: MetricsServer, _worker: object) -> None:
+    def ready(server: Endpoint, _worker: object) -> None:
         app = service.app
         took = "" if app is None or app.ready_after_s is None else f" in {app.ready_after_s:.1f} s"
         out.print(f"aggregate ready{took}; metrics on {server.url}/metrics")
 
     raise SystemExit(asyncio.run(run_service(service, settings, on_ready=ready)))
+
+
+def serve() -> None:
+    """Run the HTTP price service: POST /predict and /predict/batch, priced by the model the
+    scorer uses, in micro-batches; every answered prediction is published to Kafka (predictions
+    and pane partials) so the stream app's windows and alerts cover it.
+
+    Listens on APPRAISE_SERVE__HOST:APPRAISE_SERVE__PORT (127.0.0.1:8000): the API, /docs,
+    /metrics, /healthz and /readyz (503 until the model is loaded). The broker is not needed
+    to serve: while it is away, answers go on and what could not be published is counted.
+    SIGTERM, SIGHUP or Ctrl-C stops accepting, answers the requests in hand and publishes what
+    is buffered. Exit codes as for `appraise score` (no broker is not an error here).
+    """
+    configure_logging()
+    settings = load_settings()
+    service = ServeService(settings)
+
+    def ready(server: Endpoint, _worker: object) -> None:
+        out.print(
+            f"serve ready on {server.url} (model {service.state.model_version}); "
+            f"docs on {server.url}/docs"
+        )
+
+    raise SystemExit(_run_uvloop(run_service(service, settings, on_ready=ready)))
+
+
+def _run_uvloop(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` on uvloop (uvicorn's fast loop) when installed, else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def _with_broker_port(settings: Settings, port: int) -> Settings:

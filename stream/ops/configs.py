@@ -222,6 +222,8 @@ class Endpoints:
     prometheus: str
     alertmanager: str
     webhook: str
+    #: The HTTP price service (job ``appraise-api``), when the run has one.
+    api: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +261,7 @@ def write_configs(
             {
                 "appraise-scorer": [endpoints.scorer],
                 "appraise-aggregate": [endpoints.aggregate],
+                "appraise-api": [endpoints.api] if endpoints.api else [],
                 "prometheus": [endpoints.prometheus],
                 "alertmanager": [endpoints.alertmanager],
             },

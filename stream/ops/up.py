@@ -62,6 +62,7 @@ class UpOptions:
     monitoring: bool = True  # False: run no Prometheus, Alertmanager or webhook receiver
     profile: Profile = PROFILES["default"]
     live: bool = True  # the live view (a status line every 10 s off a terminal)
+    http: bool = False  # also the HTTP price service, with a second producer sending to it
     run_dir: Path = field(default_factory=lambda: Path("runs") / compact_stamp())
 
 
@@ -114,6 +115,19 @@ def plan(
     and Prometheus (when ``receiver`` runs: monitoring is on and its binaries were found), the
     producer."""
     parts = service_parts(settings, options.profile, SCORER_READY_TIMEOUT_S)
+    serve = settings.serve
+    api = f"http://{serve.host}:{serve.port}"
+    if options.http:
+        parts.append(
+            Part(
+                "serve",
+                appraise_argv("serve"),
+                f"{api}/readyz",
+                f"serve      ready on {api} (POST /predict, /predict/batch; docs {api}/docs)",
+                SCORER_READY_TIMEOUT_S,
+                {"api": f"{api}/metrics"},
+            )
+        )
     monitoring = settings.monitoring
     if receiver is not None:
         binaries = monitoring_binaries(settings)
@@ -124,6 +138,7 @@ def plan(
             prometheus=f"{monitoring.host}:{monitoring.prometheus_port}",
             alertmanager=f"{monitoring.host}:{monitoring.alertmanager_port}",
             webhook=f"{monitoring.host}:{receiver.port}",
+            api=f"{serve.host}:{serve.port}" if options.http else None,
         )
         configs = write_configs(
             options.run_dir / "config",
@@ -171,23 +186,31 @@ def plan(
             "in prometheus/rules/"
         )
     parts.append(_producer(options))
+    if options.http:
+        parts.append(_producer(options, http=api))
     return parts
 
 
-def _producer(options: UpOptions) -> Part:
+def _producer(options: UpOptions, http: str | None = None) -> Part:
+    """The producer of listings to Kafka, or (``http``) of requests to the price service; each
+    sends the profile's rate with the run's scenarios, and the sale labels to Kafka."""
     profile = options.profile
     rate = options.rate if options.rate is not None else profile.rate
     argv = ["produce", "--loop", "--event-time", "live", "--rate", f"{rate:g}"]
     argv += ["--with-sales", "--sale-delay", f"{profile.sale_delay_s:g}"]
-    argv += ["--seed", str(options.seed)]
+    # The HTTP producer gets its own seed, so its scenarios' random draws differ from Kafka's.
+    argv += ["--seed", str(options.seed + (1 if http else 0))]
+    if http is not None:
+        argv += ["--http", http, "--concurrency", "4"]
     for scenario in options.scenarios:
         argv += ["--scenario", scenario]
     scenarios = f" with {', '.join(options.scenarios)}" if options.scenarios else ""
+    where = f"requests/s to {http}/predict" if http else "listings/s"
     said = (
-        f"producer   {rate:g} listings/s from the 2008-2010 hold-out stream{scenarios}; "
-        f"each sale {profile.sale_delay_s:g} s later"
+        f"{'requester' if http else 'producer ':<10} {rate:g} {where} from the 2008-2010 "
+        f"hold-out stream{scenarios}; each sale {profile.sale_delay_s:g} s later"
     )
-    return Part("producer", appraise_argv(*argv), None, said)
+    return Part("requester" if http else "producer", appraise_argv(*argv), None, said)
 
 
 async def _broker(

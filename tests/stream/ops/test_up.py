@@ -1,4 +1,4 @@
-"""``appraise up`` without Prometheus and Alertmanager, and with a part that dies.
+"""``appraise up --http`` without Prometheus and Alertmanager, and with a part that dies.
 
 A machine without the binaries still runs the product and says what is missing and how to get
 it; when a part dies, ``up`` names it, quotes the end of its log, stops the rest and exits 2.
@@ -15,13 +15,13 @@ import pytest
 from tests.tools import appraise_up, http_get, listening, run_processes, wait_until
 
 
-def _predictions(metrics_url: str) -> float | None:
+def _predictions(metrics_url: str, name: str = "appraise_predictions_total") -> float | None:
     answer = http_get(metrics_url)
     if answer is None or answer[0] != 200:
         return None
     total = 0.0
     for line in answer[1].decode().splitlines():
-        if line.startswith("appraise_predictions_total{"):
+        if line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total if total > 0 else None
 
@@ -32,8 +32,8 @@ def test_up_runs_without_monitoring_binaries_and_stops_when_a_part_dies(
     model_dir: Path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    args = ["--profile", "demo", "--no-live", "--run-dir", str(run_dir)]
-    ports = ["BROKER__PORT", "METRICS__SCORER_PORT", "METRICS__AGGREGATE_PORT"]
+    args = ["--profile", "demo", "--no-live", "--run-dir", str(run_dir), "--http"]
+    ports = ["BROKER__PORT", "METRICS__SCORER_PORT", "METRICS__AGGREGATE_PORT", "SERVE__PORT"]
     missing = {"APPRAISE_MONITORING__PROMETHEUS_BIN": str(tmp_path / "no-such-prometheus")}
     with appraise_up(args, tmp_path, model_dir, ports, env_extra=missing) as up:
         log = up.log
@@ -46,6 +46,15 @@ def test_up_runs_without_monitoring_binaries_and_stops_when_a_part_dies(
             lambda: _predictions(scorer_metrics),
             timeout=60,
             what="predictions flowing",
+            alive=up.alive,
+        )
+        # --http: the price service answers the second producer's requests.
+        assert "serve      ready on http://127.0.0.1:" in log.read_text()
+        api_metrics = f"http://127.0.0.1:{up.ports['SERVE__PORT']}/metrics"
+        wait_until(
+            lambda: _predictions(api_metrics, "appraise_http_predictions_total"),
+            timeout=60,
+            what="HTTP predictions answered",
             alive=up.alive,
         )
 
