@@ -26,11 +26,16 @@ COMPOSE: dict[str, Any] = load_yaml(COMPOSE_FILE)
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 #: Services that run once and exit (dependants wait for service_completed_successfully).
 ONE_SHOT = {"topics", "train", "monitoring-config"}
+#: Services that send traffic until stopped, each switched on by its own profile (no healthcheck:
+#: nothing waits for them).
+GENERATORS = {"producer", "request-generator"}
 #: The project's own services and the `appraise` command each runs (as `appraise up` does).
 APPRAISE_COMMANDS = {
     "scorer": ["appraise", "score"],
     "aggregate": ["appraise", "aggregate"],
+    "api": ["appraise", "serve"],
     "producer": ["appraise", "produce"],
+    "request-generator": ["appraise", "produce"],
     "monitoring-config": ["appraise", "monitoring-config"],
 }
 
@@ -129,7 +134,7 @@ def test_ports_are_bound_to_loopback(name: str) -> None:
         assert str(port).startswith("127.0.0.1:"), f"{name}: {port}"
 
 
-@pytest.mark.parametrize("name", sorted(set(SERVICES) - ONE_SHOT - {"producer"}))
+@pytest.mark.parametrize("name", sorted(set(SERVICES) - ONE_SHOT - GENERATORS))
 def test_long_running_service_has_a_healthcheck(name: str) -> None:
     check = SERVICES[name].get("healthcheck")
     assert check, f"{name}: no healthcheck"
@@ -195,8 +200,58 @@ def test_project_services_run_the_appraise_command(name: str) -> None:
     assert service["image"] == SERVICES["scorer"]["image"]
 
 
-def test_producer_can_be_switched_off() -> None:
-    assert SERVICES["producer"]["profiles"] == ["producer"]
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_generators_can_be_switched_off(name: str) -> None:
+    assert SERVICES[name]["profiles"] == [name]
+
+
+def test_the_request_generator_sends_live_listings_to_the_api_once_it_is_ready() -> None:
+    generator = SERVICES["request-generator"]
+    command = generator["command"]
+    assert command[command.index("--http") + 1] == "http://api:8000"
+    assert command[command.index("--event-time") + 1] == "live"
+    assert "--loop" in command
+    assert command[command.index("--rate") + 1] == "20"
+    assert command[command.index("--concurrency") + 1] == "8"
+    assert generator["depends_on"] == {"api": {"condition": "service_healthy"}}
+
+
+def test_the_api_listens_beyond_loopback_on_its_port_and_waits_for_the_model() -> None:
+    from stream.settings import load_settings
+
+    api = SERVICES["api"]
+    env = _environment(api)
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("APPRAISE_")}
+    try:
+        os.environ.update(env)
+        settings = load_settings()
+    finally:
+        for key in env:
+            os.environ.pop(key, None)
+        os.environ.update(saved)
+    assert settings.serve.host == "0.0.0.0"  # noqa: S104 - inside a container, on purpose
+    port = settings.serve.port
+    assert api["ports"] == [f"127.0.0.1:{port}:{port}"]
+    check = " ".join(api["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/readyz" in check
+    # The image has python, not curl or wget: the check is urllib's, which fails on a 503.
+    assert api["healthcheck"]["test"][:2] == ["CMD", "python"]
+    assert api["depends_on"]["train"] == {"condition": "service_completed_successfully"}
+    assert api["volumes"] == SERVICES["scorer"]["volumes"]
+    assert env["APPRAISE_MODEL_DIR"] == "/models/current"
+
+
+def test_every_appraise_scrape_target_is_a_compose_service_on_its_port() -> None:
+    prometheus = load_yaml(ROOT / "prometheus" / "prometheus.yml")
+    for job in prometheus["scrape_configs"]:
+        if not job["job_name"].startswith("appraise-"):
+            continue
+        (static,) = job["static_configs"]
+        for target in static["targets"]:
+            host, _, port = target.partition(":")
+            assert host in SERVICES, f"{job['job_name']}: {target} is no compose service"
+            published = [str(p).rsplit(":", 1)[-1] for p in SERVICES[host].get("ports", [])]
+            assert port in published, f"{job['job_name']}: {host} does not listen on {port}"
 
 
 def test_model_is_trained_only_when_missing() -> None:
@@ -245,6 +300,7 @@ def test_prometheus_and_alertmanager_read_the_generated_configs(tmp_path: Path) 
     }
     assert targets["appraise-scorer"] == ["scorer:9400"]
     assert targets["appraise-aggregate"] == ["aggregate:9401"]
+    assert targets["appraise-api"] == ["api:8000"]
     assert files.alertmanager.read_text() == (ROOT / "prometheus" / "alertmanager.yml").read_text()
     for rule in alert_rules():
         written = [

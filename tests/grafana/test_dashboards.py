@@ -150,7 +150,8 @@ def test_the_issue_panels_and_the_seed_counterparts_are_there() -> None:
     assert {"heatmap", "gauge", "bargauge", "stat", "timeseries"} <= by_kind
     heatmap = next(p for p in live if p["type"] == "heatmap")
     assert heatmap["targets"][0]["format"] == "heatmap"
-    memory = next(p for p in live if "process_resident_memory_bytes" in _exprs(p))
+    memory = _panel("Memory")
+    assert "process_resident_memory_bytes" in _exprs(memory)
     assert memory["type"] == "gauge"
     assert memory["fieldConfig"]["defaults"]["unit"] == "bytes"
 
@@ -199,3 +200,53 @@ def test_variables_come_from_the_provisioned_datasource() -> None:
         for variable in dashboard.get("templating", {}).get("list", []):
             if variable["type"] == "query":
                 assert variable["datasource"]["uid"] in uids
+
+
+def _row_panels(title: str) -> list[dict[str, Any]]:
+    """The panels between the row ``title`` and the next row, in the dashboard's order."""
+    found: list[dict[str, Any]] = []
+    inside, row_y = False, 0
+    for panel in DASHBOARDS["appraise-live.json"]["panels"]:
+        if panel["type"] == "row":
+            if inside:
+                break
+            inside = panel["title"] == title
+            if inside:
+                assert panel["collapsed"] is False, f"row {title} must be open"
+                row_y = panel["gridPos"]["y"]
+        elif inside:
+            assert panel["gridPos"]["y"] > row_y, f"{panel['title']} sits above its row"
+            found.append(panel)
+    assert found, f"no row {title} with panels"
+    return found
+
+
+def test_the_http_price_service_has_its_row() -> None:
+    http = _row_panels("HTTP price service")
+    everything = "\n".join(_exprs(p) for p in http)
+    wanted = {
+        "requests per second, recorded": "job:appraise_http_requests:rate1m",
+        "latency quantiles, recorded": (
+            "job_quantile:appraise_http_request_duration_seconds:histogram_quantile1m"
+        ),
+        "mean latency, recorded": "job:appraise_http_request_duration_seconds:mean1m",
+        "requests by status": "sum by (status) (job_status:appraise_http_requests:rate1m)",
+        "errors by reason": "sum by (reason) (rate(appraise_http_prediction_errors_total",
+        "10 M band": 'appraise_http_predicted_price_dollars_bucket{le="1e+07"}',
+        "20 M band": 'appraise_http_predicted_price_dollars_bucket{le="2e+07"}',
+        "predictions in total": "rate(appraise_http_predicted_price_dollars_count",
+        "batch size": "appraise_http_batch_size_listings_sum",
+        "in-flight requests": "appraise_http_requests_in_progress",
+        "publish buffer": "appraise_http_publish_buffer_records",
+        "unpublished records": "appraise_http_unpublished_total",
+        "API memory": 'process_resident_memory_bytes{job="appraise-api"}',
+    }
+    missing = {what for what, needle in wanted.items() if needle not in everything}
+    assert not missing, missing
+    latency = _panel("HTTP latency")
+    assert {t["legendFormat"] for t in latency["targets"]} == {"p50", "p95", "p99", "mean"}
+    assert latency["fieldConfig"]["defaults"]["unit"] == "s"
+    # The line at AppraiseHttpLatencyHigh's threshold.
+    steps = latency["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [step["value"] for step in steps] == [None, 0.25]
+    assert _panel("API memory")["fieldConfig"]["defaults"]["unit"] == "bytes"

@@ -46,11 +46,26 @@ def test_config_is_valid() -> None:
         ),
         (["severity=info", "alertname=AppraiseUnseenCategories", "job=appraise-aggregate"], "null"),
         (["severity=warning", "alertname=AppraiseNoData", "silent=listings"], "ticket"),
+        # The HTTP price service is paged like the scorer; its traffic gap is a ticket.
+        (["severity=critical", "alertname=AppraiseApiDown", "job=appraise-api"], "page"),
+        (
+            ["severity=warning", "alertname=AppraiseHttpTrafficUnmonitored", "job=appraise-api"],
+            "ticket",
+        ),
         # No or an unknown severity still reaches someone: the root's receiver.
         (["alertname=Watchdog"], "webhook"),
         (["severity=page", "alertname=Something"], "webhook"),
     ],
-    ids=["critical", "warning", "info", "no-data", "no-severity", "unknown-severity"],
+    ids=[
+        "critical",
+        "warning",
+        "info",
+        "no-data",
+        "api-down",
+        "http-unmonitored",
+        "no-severity",
+        "unknown-severity",
+    ],
 )
 def test_route_per_severity(labels: list[str], receiver: str) -> None:
     result = run(
@@ -216,13 +231,15 @@ def test_scorer_down_inhibits_lag_and_drift_alerts(alertmanager: str) -> None:
             # outage (unrelated to the scorer).
             alert("AppraiseFeatureDrift", "warning", "appraise-aggregate", deployment="other"),
             alert("AppraiseAggregateDown", "warning", "appraise-aggregate"),
+            # Nor the HTTP service's traffic gap: the API answers without the scorer.
+            alert("AppraiseHttpTrafficUnmonitored", "warning", "appraise-api"),
         ],
     )
 
     def states() -> dict[tuple[str, str], str] | None:
         found = _states(alertmanager)
         # Inhibition is applied once the source alert is known: wait for the suppressed ones.
-        return found if found and len(found) == 5 and "suppressed" in found.values() else None
+        return found if found and len(found) == 6 and "suppressed" in found.values() else None
 
     found = wait_until(states, timeout=30, what="the inhibition to apply")
     assert found == {
@@ -231,6 +248,7 @@ def test_scorer_down_inhibits_lag_and_drift_alerts(alertmanager: str) -> None:
         ("AppraiseFeatureDrift", "appraise"): "suppressed",
         ("AppraiseFeatureDrift", "other"): "active",
         ("AppraiseAggregateDown", "appraise"): "active",
+        ("AppraiseHttpTrafficUnmonitored", "appraise"): "active",
     }
 
 
@@ -273,6 +291,7 @@ def test_no_data_inhibits_the_drift_alerts(alertmanager: str) -> None:
             alert("AppraiseFeatureDrift", deployment="other"),
             alert("AppraiseHighErrorRatio"),
             alert("AppraiseAggregateBehind"),
+            alert("AppraiseHttpTrafficUnmonitored", job="appraise-api"),
         ],
     )
     expected = {(name, "appraise"): "suppressed" for name in NO_DATA_MUTES}
@@ -281,6 +300,7 @@ def test_no_data_inhibits_the_drift_alerts(alertmanager: str) -> None:
         ("AppraiseFeatureDrift", "other"): "active",
         ("AppraiseHighErrorRatio", "appraise"): "active",
         ("AppraiseAggregateBehind", "appraise"): "active",
+        ("AppraiseHttpTrafficUnmonitored", "appraise"): "active",
     }
 
     def states() -> dict[tuple[str, str], str] | None:

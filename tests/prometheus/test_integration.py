@@ -1,7 +1,8 @@
-"""The real Prometheus scrapes a real scorer and stream app on the embedded broker, fed by the
-real producer; every dashboard panel's expression, with ``$__rate_interval`` and the variables
-substituted, must succeed and return data; every metric the reference lists as exported must be
-on a ``/metrics`` page, and the rules must load and evaluate without errors."""
+"""The real Prometheus scrapes a real scorer, stream app and HTTP price service on the embedded
+broker, fed by the real producer and requester; every dashboard panel's expression, with
+``$__rate_interval`` and the variables substituted, must succeed and return data; every metric
+the reference lists as exported must be on a ``/metrics`` page, and the rules must load and
+evaluate without errors."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class Stack:
     prometheus: str
     scorer: str
     aggregate: str
+    api: str
 
 
 def _query(base: str, expr: str) -> dict[str, Any]:
@@ -73,6 +75,7 @@ def stack(
     run_dir = tmp_path_factory.mktemp("ops-stack")
     tag = uuid.uuid4().hex[:8]
     scorer_port, aggregate_port, prometheus_port = free_port(), free_port(), free_port()
+    api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("APPRAISE_")}
     env.update(
         {
@@ -81,6 +84,7 @@ def stack(
             "APPRAISE_METRICS__HOST": "127.0.0.1",
             "APPRAISE_METRICS__SCORER_PORT": str(scorer_port),
             "APPRAISE_METRICS__AGGREGATE_PORT": str(aggregate_port),
+            "APPRAISE_SERVE__PORT": str(api_port),
             "APPRAISE_SCORER__GROUP_ID": f"ops-scorer-{tag}",
             "APPRAISE_AGGREGATE__APP_ID": f"ops-aggregate-{tag}",
             # Short windows (multiples of the scorer's 10 s panes) so some close in the test.
@@ -102,6 +106,7 @@ def stack(
             {
                 "appraise-scorer": [f"127.0.0.1:{scorer_port}"],
                 "appraise-aggregate": [f"127.0.0.1:{aggregate_port}"],
+                "appraise-api": [f"127.0.0.1:{api_port}"],
                 "prometheus": [f"127.0.0.1:{prometheus_port}"],
                 "alertmanager": [],
             },
@@ -112,11 +117,16 @@ def stack(
     python = sys.executable
     scorer_log, aggregate_log = run_dir / "scorer.log", run_dir / "aggregate.log"
     producer_log, prometheus_log = run_dir / "producer.log", run_dir / "prometheus.log"
+    api_log, requester_log = run_dir / "serve.log", run_dir / "requester.log"
     produce = ["produce", "--loop", "--event-time", "live", "--rate", "100"]
     produce += ["--with-sales", "--sale-delay", "1"]
     # One feature far off (lot areas 50 times too large), so the series that exist only while
     # something drifts (the likely causes) are on the pages too.
     produce += ["--scenario", "scale:feature=lot_area_sqft,factor=50"]
+    # The same stream as requests to the HTTP price service, a few of them malformed.
+    request = ["produce", "--loop", "--event-time", "live", "--rate", "20"]
+    request += ["--http", f"http://127.0.0.1:{api_port}", "--concurrency", "4"]
+    request += ["--scenario", "malformed:share=0.1"]
     prometheus_argv = [
         binary("prometheus"),
         f"--config.file={config}",
@@ -126,6 +136,7 @@ def stack(
     with (
         process([python, "-m", "stream", "score"], scorer_log, env=env) as scorer,
         process([python, "-m", "stream", "aggregate"], aggregate_log, env=env) as aggregate,
+        process([python, "-m", "stream", "serve"], api_log, env=env) as api,
         process(prometheus_argv, prometheus_log) as prometheus,
     ):
         scorer_url = f"http://127.0.0.1:{scorer_port}"
@@ -142,7 +153,17 @@ def stack(
             what="the stream app's /readyz",
             alive=exited(aggregate, aggregate_log),
         )
-        with process([python, "-m", "stream", *produce], producer_log, env=env) as producer:
+        api_url = f"http://127.0.0.1:{api_port}"
+        wait_until(
+            lambda: True if (http_get(f"{api_url}/readyz") or (0, b""))[0] == 200 else None,
+            timeout=90,
+            what="the price service's /readyz",
+            alive=exited(api, api_log),
+        )
+        with (
+            process([python, "-m", "stream", *produce], producer_log, env=env) as producer,
+            process([python, "-m", "stream", *request], requester_log, env=env) as requester,
+        ):
             base = f"http://127.0.0.1:{prometheus_port}"
 
             def alive() -> str | None:
@@ -150,6 +171,8 @@ def stack(
                     (scorer, scorer_log),
                     (aggregate, aggregate_log),
                     (producer, producer_log),
+                    (api, api_log),
+                    (requester, requester_log),
                     (prometheus, prometheus_log),
                 ):
                     dead = exited(child, log)()
@@ -167,6 +190,9 @@ def stack(
                 "appraise_realised_error_mape_ratio",
                 # Refreshed by a 1 s timer once the first window of a version has closed.
                 "appraise_window_watermark_timestamp_seconds",
+                # Answered and refused HTTP requests, and the latency quantiles recorded.
+                'appraise_http_requests_total{status="422"} > 0',
+                "job_quantile:appraise_http_request_duration_seconds:histogram_quantile1m",
             ):
                 wait_until(
                     lambda expr=expr: _has_data(base, expr),  # type: ignore[misc]
@@ -175,7 +201,7 @@ def stack(
                     interval=0.5,
                     alive=alive,
                 )
-            yield Stack(prometheus=base, scorer=scorer_url, aggregate=aggregate_url)
+            yield Stack(prometheus=base, scorer=scorer_url, aggregate=aggregate_url, api=api_url)
 
 
 def _variables(base: str, dashboard: dict[str, Any]) -> dict[str, str]:
@@ -234,7 +260,7 @@ def _exposed(url: str) -> set[str]:
 def test_documented_metrics_are_on_the_metrics_pages(stack: Stack) -> None:
     documented = documented_metrics()
     histograms = {name for name, (kind, _) in documented.items() if kind == "histogram"}
-    pages = _exposed(stack.scorer) | _exposed(stack.aggregate)
+    pages = _exposed(stack.scorer) | _exposed(stack.aggregate) | _exposed(stack.api)
     exposed = {metric_family(name, histograms) for name in pages}
     exported = {name for name, (_, status) in documented.items() if status == "exported"}
     assumed = {name for name, (_, status) in documented.items() if status == "assumed"}
@@ -263,7 +289,7 @@ def test_rules_evaluate_without_errors(stack: Stack) -> None:
         )
 
 
-def test_scorer_and_aggregate_targets_are_up(stack: Stack) -> None:
+def test_scorer_aggregate_and_api_targets_are_up(stack: Stack) -> None:
     body = _query(stack.prometheus, 'up{job=~"appraise-.*"}')
     values = {r["metric"]["job"]: r["value"][1] for r in body["data"]["result"]}
-    assert values == {"appraise-scorer": "1", "appraise-aggregate": "1"}
+    assert values == {"appraise-scorer": "1", "appraise-aggregate": "1", "appraise-api": "1"}

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.ops.configs import embedded_prometheus_config
+from stream.ops.configs import Endpoints, embedded_prometheus_config, write_configs
+from stream.ops.profiles import PROFILES
+from stream.settings import ServeSettings
 from tests.needs import binary
 from tests.tools import (
     PROMETHEUS_DIR,
@@ -116,6 +118,11 @@ def test_issue_alerts_exist() -> None:
         "AppraiseAggregateDown",
         "AppraiseAggregateBehind",
         "AppraiseNoData",
+        "AppraiseApiDown",
+        "AppraiseHttpErrorRatioHigh",
+        "AppraiseHttpRejectedRatioHigh",
+        "AppraiseHttpLatencyHigh",
+        "AppraiseHttpTrafficUnmonitored",
     }
 
 
@@ -164,6 +171,7 @@ def test_embedded_config_rewrites_targets_and_keeps_the_rules(tmp_path: Path) ->
         {
             "appraise-scorer": ["127.0.0.1:9400"],
             "appraise-aggregate": ["127.0.0.1:9401"],
+            "appraise-api": ["127.0.0.1:8000"],
             "prometheus": ["127.0.0.1:9090"],
             "alertmanager": [],
         },
@@ -177,6 +185,7 @@ def test_embedded_config_rewrites_targets_and_keeps_the_rules(tmp_path: Path) ->
     assert jobs == {
         "appraise-scorer": ["127.0.0.1:9400"],
         "appraise-aggregate": ["127.0.0.1:9401"],
+        "appraise-api": ["127.0.0.1:8000"],
         "prometheus": ["127.0.0.1:9090"],
     }
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
@@ -192,13 +201,42 @@ def test_embedded_config_rewrites_targets_and_keeps_the_rules(tmp_path: Path) ->
 
 def test_embedded_config_refuses_a_missing_or_unknown_job() -> None:
     text = (PROMETHEUS_DIR / "prometheus.yml").read_text()
-    with pytest.raises(ValueError, match=r"missing \['alertmanager'"):
+    with pytest.raises(ValueError, match=r"missing \['alertmanager', 'appraise-api'"):
         embedded_prometheus_config(
             text, {"appraise-scorer": [], "appraise-aggregate": [], "prometheus": []}
         )
     with pytest.raises(ValueError, match=r"unknown \['nope'\]"):
         embedded_prometheus_config(
             text,
-            {"appraise-scorer": [], "appraise-aggregate": [], "prometheus": [], "alertmanager": [],
-             "nope": []},
+            {"appraise-scorer": [], "appraise-aggregate": [], "appraise-api": [], "prometheus": [],
+             "alertmanager": [], "nope": []},
         )  # fmt: skip
+
+
+def test_the_api_job_scrapes_the_compose_service_on_its_port() -> None:
+    config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "appraise-api"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"] == [{"targets": ["api:8000"]}]
+    assert ServeSettings().port == 8000
+
+
+@pytest.mark.parametrize("api", [None, "127.0.0.1:18000"], ids=["without", "with"])
+def test_appraise_up_scrapes_the_api_only_when_the_run_has_one(
+    api: str | None, tmp_path: Path
+) -> None:
+    endpoints = Endpoints(
+        scorer="127.0.0.1:19400",
+        aggregate="127.0.0.1:19401",
+        prometheus="127.0.0.1:19090",
+        alertmanager="127.0.0.1:19093",
+        webhook="127.0.0.1:19095",
+        api=api,
+    )
+    files = write_configs(tmp_path, endpoints, PROFILES["default"])
+    config = load_yaml(files.prometheus)
+    jobs = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    assert jobs.get("appraise-api") == ([api] if api else None)
+    assert jobs["appraise-scorer"] == ["127.0.0.1:19400"]
