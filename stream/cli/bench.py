@@ -112,6 +112,33 @@ def bench_aggregate_cmd(
     out.print(result.to_json().decode() if as_json else format_aggregate(result), markup=False)
 
 
+def bench_serve_cmd(
+    concurrency: Annotated[
+        str, typer.Option(metavar="C,C,...", help="concurrent clients, one run each")
+    ] = "1,16,64",
+    seconds: Annotated[
+        float, typer.Option(metavar="S", min=1, help="measured seconds per run (after 2 s warm-up)")
+    ] = 10.0,
+    as_json: JsonOption = False,
+) -> None:
+    """The HTTP price service (appraise serve) against FastAPI calling the model once per
+    request, at each concurrency, with the load generator in its own process; then with the
+    broker stopped. On a fresh embedded broker."""
+    from stream.bench.serve import bench_serve, format_result, steps
+
+    settings = load_settings()
+    levels = _sizes(concurrency)
+    _ensure_model(settings)
+    with progress(err, "serve bench", steps(levels), "runs") as report:
+        figures = asyncio.run(
+            bench_serve(settings, concurrencies=levels, seconds=seconds, progress=report)
+        )
+    out.print(
+        orjson.dumps(figures).decode() if as_json else format_result(figures, levels),
+        markup=False,
+    )
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part.replace("_", "")) for part in text.split(","))

@@ -42,6 +42,9 @@ bench_app.command("scorer", short_help="The scorer against the pipe and a per-ev
 bench_app.command("aggregate", short_help="The stream app against the scorer's rate.")(
     bench.bench_aggregate_cmd
 )
+bench_app.command("serve", short_help="The HTTP price service against per-request serving.")(
+    bench.bench_serve_cmd
+)
 bench_app.command("detection", short_help="The drift detector against baselines, offline.")(
     bench.bench_detection_cmd
 )
