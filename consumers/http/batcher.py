@@ -105,6 +105,7 @@ class MicroBatcher:
         self._arriving = 0
         self._wake = asyncio.Event()
         self._sequence = 0
+        self._last_requests = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -155,13 +156,16 @@ class MicroBatcher:
                 await asyncio.sleep(0)
 
     async def _gather(self) -> None:
-        """Wait for requests known to be on their way, up to the batch size and the wait."""
+        """Wait for more listings, up to the batch size and the wait: while requests are known
+        to be on their way, or, under load (the last call priced several requests), for the
+        whole wait, since then more are sure to come."""
         if self.max_wait_s <= 0:
             return
         deadline = time.monotonic() + self.max_wait_s
+        loaded = self._last_requests > 1
         seen = -1
         while self._queued < self.max_listings and time.monotonic() < deadline:
-            if self._arriving == 0 and self._queued == seen:
+            if not loaded and self._arriving == 0 and self._queued == seen:
                 return  # nothing more on its way, and nothing came in the last turn
             seen = self._queued
             await asyncio.sleep(0)
@@ -175,6 +179,7 @@ class MicroBatcher:
             taken.append(request)
             size += len(request.values)
         self._queued -= size
+        self._last_requests = len(taken)
         return taken
 
     def _price(self, requests: list[_Request]) -> None:

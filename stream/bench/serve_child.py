@@ -7,8 +7,8 @@ process so neither shares a core's event loop with what it measures:
   on a one-row DataFrame per request. Same server (uvicorn, uvloop, httptools) as ours.
 - ``python -m stream.bench.serve_child load URL CONCURRENCY WARMUP_S SECONDS``: a closed-loop
   load generator: CONCURRENCY clients, each sending ``POST URL`` with the next hold-out
-  listing as soon as its previous answer arrived. Prints one JSON line: requests, seconds,
-  rps, p50_ms, p99_ms, statuses.
+  listing (stamped with the generator's start time) as soon as its previous answer arrived.
+  Prints one JSON line: requests, seconds, rps, p50_ms, p99_ms, statuses.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from fastapi import FastAPI
 from stream.bench.common import holdout_listings
 from stream.contract.events import ListingEvent
 from stream.contract.features import FEATURES
+from stream.contract.times import rfc3339
 from stream.model.load import load_model
 
 
@@ -52,7 +54,10 @@ def baseline_app(model_dir: Path) -> FastAPI:
 
 
 def _bodies() -> list[bytes]:
-    return [orjson.dumps(listing, option=orjson.OPT_UTC_Z) for listing in holdout_listings()]
+    """The hold-out listings as request bodies, stamped now: live traffic, as a price service
+    gets it (a run's listings fall in one or two 10-s panes, not one pane each)."""
+    now = rfc3339(datetime.now(UTC))
+    return [orjson.dumps({**listing, "event_time": now}) for listing in holdout_listings()]
 
 
 async def load(url: str, concurrency: int, warmup_s: float, seconds: float) -> dict[str, Any]:
