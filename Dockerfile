@@ -1,5 +1,5 @@
 # The appraise image: one image, every part (`appraise score`, `appraise aggregate`,
-# `appraise produce`, `appraise train`, `appraise monitoring-config`), as docker-compose.yml runs
+# `appraise serve`, `appraise produce`, `appraise train`, `appraise monitoring-config`), as docker-compose.yml runs
 # them.
 # Build: docker build -t appraise:0.1.0 .
 FROM python:3.11.11-slim-bookworm AS build
@@ -36,5 +36,5 @@ WORKDIR /home/appraise
 # The named volumes "models" and "monitoring" are mounted here; a new volume takes the owner of
 # the directory it is mounted on.
 VOLUME ["/models", "/monitoring"]
-EXPOSE 9400 9401
+EXPOSE 9400 9401 8000
 CMD ["appraise", "--help"]
