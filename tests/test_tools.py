@@ -8,7 +8,7 @@ import yaml
 
 from stream.ops.configs import alertmanager_config
 from tests.needs import binary
-from tests.tools import PROMETHEUS_DIR
+from tests.tools import PROMETHEUS_DIR, promql_series_names
 
 
 def test_a_missing_binary_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,3 +42,11 @@ def test_alertmanager_test_profile_moves_webhooks_and_shortens_timers() -> None:
     critical = route["routes"][0]
     assert critical["group_wait"] == "1s"
     assert "group_wait" not in route["routes"][1]  # inherits the root's
+
+
+def test_promql_comments_and_strings_select_no_series() -> None:
+    expr = """
+      sum(rate(appraise_a_total[5m]))  # a comment naming words, "quoted" and {braces}
+        / on () sum(appraise_b{job="x # not a comment"})
+    """
+    assert promql_series_names(expr) == {"appraise_a_total", "appraise_b"}
