@@ -24,6 +24,7 @@ app.command(short_help="Run everything on this machine.")(services.up)
 app.command(short_help="Run the scorer.")(services.score)
 app.command(short_help="Run the stream app (windows, drift, realised error).")(services.aggregate)
 app.command(short_help="Run the HTTP price service (FastAPI).")(services.serve)
+app.command(short_help="Run the history sink (windows into PostgreSQL).")(services.history)
 app.command(short_help="Write the HTML and JSON report of the newest windows.")(report.report)
 app.command("monitoring-config", short_help="Write the monitoring configs of the compose stack.")(
     monitoring.monitoring_config

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from consumers.history.service import HistoryService
 from consumers.http.service import ServeService
 from consumers.service import ScorerService
 from producers.scenarios import parse_scenario
@@ -204,6 +205,38 @@ def serve() -> None:
         )
 
     raise SystemExit(_run_uvloop(run_service(service, settings, on_ready=ready)))
+
+
+def history(
+    dsn: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DSN",
+            help="the history database (libpq string or postgresql:// URL) "
+            "[default: APPRAISE_HISTORY__DSN]; the password from APPRAISE_HISTORY__PASSWORD_FILE "
+            "(or __PASSWORD, PGPASSWORD, PGPASSFILE), never on the command line",
+        ),
+    ] = None,
+) -> None:
+    """Run the history sink: every closed window on the windows topic into PostgreSQL, one row
+    per window and model version with its per-feature statistics (schema created or migrated
+    at start-up).
+
+    Metrics and health on APPRAISE_METRICS__HOST:APPRAISE_METRICS__HISTORY_PORT (9402). While
+    the database is away it retries with backoff and commits nothing; stops, drains and exits
+    as `appraise score` does (2 also for credentials the database refuses).
+    """
+    configure_logging()
+    settings = load_settings() if dsn is None else load_settings(history={"dsn": dsn})
+    service = HistoryService(settings)
+
+    def ready(server: Endpoint, _worker: object) -> None:
+        out.print(
+            f"history ready; writing {settings.topics.windows} into "
+            f"{settings.history.where()}; metrics on {server.url}/metrics"
+        )
+
+    raise SystemExit(asyncio.run(run_service(service, settings, on_ready=ready)))
 
 
 def _run_uvloop(main: Coroutine[Any, Any, int]) -> int:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+from stream.contract import history_metrics as history
 from stream.contract import http_metrics as http
 from stream.contract.metric_name import MetricName
 from stream.contract.metric_name import metric as _m
 
-Service = Literal["scorer", "aggregate", "serve"]
+Service = Literal["scorer", "aggregate", "serve", "history"]
 
 _V = "model_version"
 _W = "window"
@@ -385,4 +386,5 @@ BY_SERVICE: Final[dict[Service, tuple[MetricName, ...]]] = {
     "scorer": SCORER,
     "aggregate": AGGREGATE,
     "serve": SERVE,
+    "history": history.HISTORY,
 }

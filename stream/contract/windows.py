@@ -24,7 +24,7 @@ know, so a writer may add fields without a new format.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -186,14 +186,45 @@ WindowRecord = Annotated[DriftRecord | ErrorRecord, Field(discriminator="kind")]
 _READER: Final[TypeAdapter[DriftRecord | ErrorRecord]] = TypeAdapter(WindowRecord)
 
 
-def read_window_record(value: bytes | None) -> DriftRecord | ErrorRecord | None:
-    """The typed record in ``value``, or None when it is not a window record of this format."""
+#: Why a value on ``prediction-windows`` is not a window record (a reader skips and counts it).
+SkipReason = Literal["empty", "invalid_json", "not_an_object", "other_format", "invalid_record"]
+SKIP_REASONS: Final[tuple[SkipReason, ...]] = get_args(SkipReason)
+
+
+class NotAWindowRecord(ValueError):
+    """A value that is not a window record of this format, and why (:data:`SkipReason`)."""
+
+    def __init__(self, reason: SkipReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: SkipReason = reason
+        self.detail = detail[:500]
+
+
+def decode_window_record(value: bytes | None) -> DriftRecord | ErrorRecord:
+    """The typed record in ``value``; :class:`NotAWindowRecord` says why it is none."""
     if not value:
-        return None
+        raise NotAWindowRecord("empty", "no value (a tombstone)")
     try:
         data = orjson.loads(value)
-        if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
-            return None
+    except orjson.JSONDecodeError as exc:
+        raise NotAWindowRecord("invalid_json", str(exc)) from None
+    if not isinstance(data, dict):
+        raise NotAWindowRecord("not_an_object", f"a JSON {type(data).__name__}")
+    if data.get("format") != RECORD_FORMAT:
+        raise NotAWindowRecord(
+            "other_format", f"format {data.get('format')!r}, not {RECORD_FORMAT}"
+        )
+    try:
         return _READER.validate_python(data)
-    except (orjson.JSONDecodeError, ValidationError):
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise NotAWindowRecord("invalid_record", f"{where}: {first['msg']}") from None
+
+
+def read_window_record(value: bytes | None) -> DriftRecord | ErrorRecord | None:
+    """The typed record in ``value``, or None when it is not a window record of this format."""
+    try:
+        return decode_window_record(value)
+    except NotAWindowRecord:
         return None

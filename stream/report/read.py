@@ -16,13 +16,14 @@ from typing import Final
 
 from aiokafka import TopicPartition
 
+from consumers.history.read import read_history
 from stream.contract.windows import DriftRecord, ErrorRecord, read_window_record
 from stream.errors import DataError
 from stream.kafka.clients import wait_until_reachable
 from stream.kafka.ranges import end_offsets_via_highwater, read_range
 from stream.kafka.topics import topic_partitions
 from stream.report.build import Report, build_report
-from stream.settings import KafkaSettings
+from stream.settings import HistorySettings, KafkaSettings
 
 # Each close of a window of one kind and model version writes a drift and a realised-error
 # record, and the hopping kind closes about as often: ~4 records per wanted window, spread over
@@ -110,13 +111,19 @@ async def load_report(
     last: int,
     broker_wait_s: float,
     generated: str = "",
+    since_s: float | None = None,
+    window_s: float | None = None,
 ) -> Report:
     """Read the end of ``topic`` (:func:`read_windows`) and build the report of its ``last``
     newest ``window`` windows. :class:`DataError` if the topic holds no window records, or none
     of that window; :class:`BrokerError` if no broker answers within ``broker_wait_s`` seconds
     (the setting ``service.broker_wait_s``)."""
     await wait_until_reachable(kafka, broker_wait_s)
+    if since_s is not None and window_s is not None:
+        last = max(1, math.ceil(since_s / window_s))
     read = await read_windows(kafka, topic, window=window, last=last)
+    if since_s is not None:
+        read.records = _within(read.records, window, since_s)
     if not read.records:
         raise DataError(
             f"no window records on {topic!r} at {kafka.bootstrap_servers} ({read.read} records "
@@ -129,5 +136,44 @@ async def load_report(
         last=last,
         skipped=read.skipped,
         source=topic,
+        generated=generated,
+    )
+
+
+def _within(
+    records: Sequence[DriftRecord | ErrorRecord], window: str, since_s: float
+) -> list[DriftRecord | ErrorRecord]:
+    """The records of windows ending within ``since_s`` of the newest ``window`` window."""
+    ends = [r.end for r in records if r.window == window]
+    if not ends:
+        return list(records)
+    newest = max(ends)
+    return [r for r in records if (newest - r.end).total_seconds() <= since_s]
+
+
+async def load_history_report(
+    history: HistorySettings, *, window: str, since_s: float, generated: str = ""
+) -> Report:
+    """The report of the ``window`` windows ending within ``since_s`` seconds of the newest
+    one, read from the history database (``history.dsn``). :class:`DataError` if it holds
+    none."""
+    records, skipped = await read_history(
+        history.conninfo(),
+        window=window,
+        since_s=since_s,
+        connect_timeout_s=history.connect_timeout_s,
+    )
+    if not records:
+        raise DataError(
+            f"no {window} windows in the history database {history.where()}: `appraise "
+            "history` writes them as the stream app closes them"
+        )
+    drift = sum(1 for r in records if isinstance(r, DriftRecord) and r.window == window)
+    return build_report(
+        records,
+        window=window,
+        last=max(1, drift),
+        skipped=skipped,
+        source=f"history database {history.where()}",
         generated=generated,
     )

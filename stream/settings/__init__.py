@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.errors import ConfigError
 from stream.settings.aggregate import AggregateSettings
+from stream.settings.history import HistorySettings
 from stream.settings.scorer import ScorerSettings
 from stream.settings.sections import (
     BrokerSettings,
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     scorer: ScorerSettings = ScorerSettings()
     aggregate: AggregateSettings = AggregateSettings()
     serve: ServeSettings = ServeSettings()
+    history: HistorySettings = HistorySettings()
     model_dir: Path = Field(
         default=Path("models/current"), description="directory written by `appraise train`"
     )
@@ -140,6 +142,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
     password = settings.kafka.password()
     if password is not None and settings.kafka.sasl_password_file is None:
         env[f"{ENV_PREFIX}KAFKA{ENV_NESTED_DELIMITER}SASL_PASSWORD"] = password.get_secret_value()
+    history = settings.history
+    if history.password is not None:
+        env[f"{ENV_PREFIX}HISTORY{ENV_NESTED_DELIMITER}PASSWORD"] = (
+            history.password.get_secret_value()
+        )
     return env
 
 
@@ -157,6 +164,7 @@ __all__ = [
     "ENV_PREFIX",
     "AggregateSettings",
     "BrokerSettings",
+    "HistorySettings",
     "KafkaSettings",
     "MetricsSettings",
     "MonitoringSettings",

@@ -131,6 +131,7 @@ class MetricsSettings(Section):
     host: str = Field(default="127.0.0.1", min_length=1, description="bind address")
     scorer_port: Port = Field(default=9400, description="port of `appraise score`")
     aggregate_port: Port = Field(default=9401, description="port of `appraise aggregate`")
+    history_port: Port = Field(default=9402, description="port of `appraise history`")
 
 
 class MonitoringSettings(Section):
