@@ -5,11 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # Debian packages the product and its tests run for real: Prometheus (with promtool) and
-# Alertmanager (with amtool), a C compiler for the scorer's compiled trees, and openssl for the
-# TLS settings' tests.
-DEB_PACKAGES := prometheus prometheus-alertmanager gcc libc6-dev openssl
+# Alertmanager (with amtool), a C compiler for the scorer's compiled trees, openssl for the
+# TLS settings' tests, and PostgreSQL for the history sink (its server binaries only: the
+# cluster and service the package creates stay unused). The shell expands the glob: any version.
+DEB_PACKAGES := prometheus prometheus-alertmanager gcc libc6-dev openssl postgresql
 DEB_BINARIES := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/amtool \
-	/usr/bin/gcc /usr/include/stdio.h /usr/bin/openssl
+	/usr/bin/gcc /usr/include/stdio.h /usr/bin/openssl /usr/lib/postgresql/*/bin/initdb
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help venv system-deps lint format typecheck test test-fast demo clean

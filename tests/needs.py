@@ -7,9 +7,12 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
+from stream.ops.postgres import find_postgres_bin
 
 #: The Debian package that brings each tool the tests run.
 PACKAGES = {
@@ -18,6 +21,8 @@ PACKAGES = {
     "prometheus-alertmanager": "prometheus-alertmanager",
     "amtool": "prometheus-alertmanager",
     "openssl": "openssl",
+    "initdb": "postgresql",
+    "postgres": "postgresql",
 }
 
 
@@ -35,6 +40,19 @@ def binary(name: str) -> str:
     if found is not None:
         return found
     return missing(f"{name} is not installed: apt-get install -y {PACKAGES.get(name, name)}")
+
+
+def postgres_bin() -> Path:
+    """The directory of PostgreSQL's server programs (``initdb``, ``postgres``), as
+    ``stream.ops.postgres.LocalPostgres`` finds it. Missing: the test fails under CI and is
+    skipped elsewhere, with the command that installs it."""
+    found = find_postgres_bin()
+    if found is not None and (found / "postgres").is_file():
+        return found
+    return missing(
+        "PostgreSQL's server is not installed (no initdb and postgres in "
+        f"/usr/lib/postgresql/*/bin or on PATH): apt-get install -y {PACKAGES['initdb']}"
+    )
 
 
 async def until(
