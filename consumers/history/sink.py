@@ -70,6 +70,7 @@ class HistorySink(Component):
         self._database_up = True  # until an operation fails: the first failure is logged
         self._stop_requested = asyncio.Event()
         self._caught_up_at = time.monotonic()
+        self._committed: dict[TopicPartition, int] = {}
         self._last_retention = 0.0
         self.written = Written()
         """Totals of this run (tests and the benchmark read them)."""
@@ -162,13 +163,14 @@ class HistorySink(Component):
             self.metrics.write_duration.observe(time.perf_counter() - started)
             self._count(written)
         offsets = {tp: messages[-1].offset + 1 for tp, messages in fetched.items() if messages}
-        await commit(
+        if await commit(
             consumer,
             offsets,
             retries=5,
             backoff_s=self.config.retry_initial_s,
             on_retry=self.metrics.retries.inc,
-        )
+        ):
+            self._committed.update(offsets)
         return True
 
     def _skip(self, reason: str, where: str, detail: str) -> None:
@@ -311,16 +313,26 @@ class HistorySink(Component):
 
     async def refresh_lag(self) -> int:
         """Measure the records not yet written and committed (high watermark minus committed
-        offset, per assigned partition), set the lag gauges, and return the total."""
+        offset, per assigned partition), set the lag gauges, and return the total.
+
+        The high watermarks come with the sink's own fetches; while the database is away the
+        sink fetches nothing, so they are asked of the broker (a fetch by a private reader)."""
         consumer = self._need_consumer()
         tps = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        for tp in set(self._committed) - set(tps):
+            del self._committed[tp]  # revoked: its next owner commits it
         if not tps:
             return 0
-        highs = await end_offsets_via_highwater(self.settings.kafka, tps)
+        if self._database_up:
+            found = {tp: consumer.highwater(tp) for tp in tps}
+            highs = {tp: high for tp, high in found.items() if high is not None}
+        else:
+            highs = await end_offsets_via_highwater(self.settings.kafka, tps)
         lags = []
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            lags.append((tp.partition, max(0, highs[tp] - (committed or 0))))
+        for tp, high in highs.items():
+            if tp not in self._committed:
+                self._committed[tp] = int(await consumer.committed(tp) or 0)
+            lags.append((tp.partition, max(0, int(high) - self._committed[tp])))
         self.metrics.set_lag(lags)
         total = sum(n for _, n in lags)
         now = time.monotonic()

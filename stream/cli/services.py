@@ -109,6 +109,21 @@ def up(
             "same windows"
         ),
     ] = False,
+    history: Annotated[
+        bool,
+        typer.Option(
+            help="also keep every closed window in PostgreSQL (appraise history): a local "
+            "server in the run directory (Debian's postgresql binaries), or --history-dsn's"
+        ),
+    ] = False,
+    history_dsn: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DSN",
+            help="with --history: use this PostgreSQL (libpq string or postgresql:// URL; the "
+            "password from APPRAISE_HISTORY__PASSWORD_FILE or PGPASSWORD) instead of a local one",
+        ),
+    ] = None,
     live: Annotated[
         bool, typer.Option(help="show the live view (off a terminal: a status line every 10 s)")
     ] = True,
@@ -126,7 +141,9 @@ def up(
     for text in scenario or []:
         parse_scenario(text)  # a bad scenario stops here, before anything starts
     chosen = profile_named(profile)
-    settings = load_settings()
+    settings = (
+        load_settings() if history_dsn is None else load_settings(history={"dsn": history_dsn})
+    )
     options = UpOptions(
         rate=rate,
         scenarios=tuple(scenario or ()),
@@ -135,6 +152,8 @@ def up(
         prometheus_url=prometheus_url.rstrip("/") if prometheus_url else None,
         monitoring=monitoring,
         http=http,
+        history=history or history_dsn is not None,
+        history_dsn=history_dsn,
         profile=chosen,
         live=live,
     )

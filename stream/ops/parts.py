@@ -80,6 +80,21 @@ def service_parts(settings: Settings, profile: Profile, ready_timeout_s: float) 
     ]
 
 
+def history_part(settings: Settings, ready_timeout_s: float) -> Part:
+    """The history sink, ready when its ``/readyz`` answers 200 (database connected, schema
+    current)."""
+    metrics = settings.metrics
+    url = f"http://{metrics.host}:{metrics.history_port}"
+    return Part(
+        "history",
+        appraise_argv("history"),
+        f"{url}/readyz",
+        f"history    ready; windows into {settings.history.where()}; metrics {url}/metrics",
+        ready_timeout_s,
+        {"history": f"{url}/metrics"},
+    )
+
+
 def monitoring_binaries(settings: Settings, *, missing: bool = False) -> dict[str, str]:
     """Prometheus's and Alertmanager's binaries: what -> path of those found, or with
     ``missing``, what -> the configured name of those not found."""

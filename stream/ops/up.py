@@ -39,9 +39,11 @@ from stream.ops.parts import (
     Part,
     Say,
     appraise_argv,
+    history_part,
     monitoring_binaries,
     service_parts,
 )
+from stream.ops.postgres import LocalPostgres
 from stream.ops.profiles import PROFILES, Profile, with_profile
 from stream.ops.supervisor import ChildFailed, Supervisor
 from stream.settings import Settings, settings_env
@@ -63,6 +65,8 @@ class UpOptions:
     profile: Profile = PROFILES["default"]
     live: bool = True  # the live view (a status line every 10 s off a terminal)
     http: bool = False  # also the HTTP price service, with a second producer sending to it
+    history: bool = False  # also the history sink, into a local PostgreSQL unless history_dsn
+    history_dsn: str | None = None  # an existing PostgreSQL (the password from the env or a file)
     run_dir: Path = field(default_factory=lambda: Path("runs") / compact_stamp())
 
 
@@ -78,6 +82,8 @@ async def run_up(
     options.run_dir.mkdir(parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as stack:
         settings = await _broker(settings, options, stack, say)
+        if options.history:
+            settings = await _database(settings, options, stack, say)
         await _model(settings, say)
         # The receiver stops after the parts (the stack unwinds in reverse): it records what
         # Alertmanager sends until Alertmanager is gone.
@@ -104,6 +110,7 @@ async def run_up(
         await _until_stopped(settings, options, supervisor, receiver, urls, stop, console)
         parts = [c.name for c in reversed(supervisor.children)]
         parts += ["webhook receiver"] if receiver is not None else []
+        parts += ["postgres"] if options.history and options.history_dsn is None else []
         parts += ["broker"] if options.bootstrap_servers is None else []
         say("stopping: " + ", ".join(parts))
 
@@ -128,6 +135,8 @@ def plan(
                 {"api": f"{api}/metrics"},
             )
         )
+    if options.history:
+        parts.append(history_part(settings, SCORER_READY_TIMEOUT_S))
     monitoring = settings.monitoring
     if receiver is not None:
         binaries = monitoring_binaries(settings)
@@ -228,6 +237,27 @@ async def _broker(
     await ensure_topics(kafka, topic_specs(settings))
     say(f"broker     using {options.bootstrap_servers}")
     return settings
+
+
+async def _database(
+    settings: Settings, options: UpOptions, stack: contextlib.AsyncExitStack, say: Say
+) -> Settings:
+    """The history database: a local PostgreSQL in ``<run dir>/postgres`` (stopped after the
+    parts), or the one ``--history-dsn`` names (its password from the environment or a file)."""
+    if options.history_dsn is not None:
+        history = settings.history.model_copy(update={"dsn": options.history_dsn})
+        say(f"history    using {history.where()}")
+        return settings.model_copy(update={"history": history})
+    server = LocalPostgres(options.run_dir / "postgres", host=settings.metrics.host)
+    await stack.enter_async_context(server)
+    history = settings.history.model_copy(
+        update={"dsn": server.dsn, "password": None, "password_file": server.password_file}
+    )
+    say(
+        f"postgres   ready on {server.host}:{server.port} (PostgreSQL {server.version}; "
+        f"data in {options.run_dir / 'postgres'}, password in {server.password_file})"
+    )
+    return settings.model_copy(update={"history": history})
 
 
 async def _model(settings: Settings, say: Say) -> None:

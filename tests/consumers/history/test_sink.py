@@ -168,7 +168,7 @@ async def test_the_database_killed_and_restarted_mid_stream_loses_nothing(
             (50 * len(FEATURES),)
         ]
     finally:
-        await server.stop()
+        await server.remove()
 
 
 async def test_credentials_the_database_refuses_stop_the_start_with_exit_2(
