@@ -120,7 +120,7 @@ async def load_report(
     (the setting ``service.broker_wait_s``)."""
     await wait_until_reachable(kafka, broker_wait_s)
     if since_s is not None and window_s is not None:
-        last = max(1, math.ceil(since_s / window_s))
+        last = math.floor(since_s / window_s) + 1  # ends since_s apart: both ends count
     read = await read_windows(kafka, topic, window=window, last=last)
     if since_s is not None:
         read.records = _within(read.records, window, since_s)
