@@ -71,7 +71,7 @@ class HistorySink(Component):
         self._stop_requested = asyncio.Event()
         self._caught_up_at = time.monotonic()
         self._committed: dict[TopicPartition, int] = {}
-        self._last_retention = 0.0
+        self._last_retention = float("-inf")  # the first round deletes at once
         self.written = Written()
         """Totals of this run (tests and the benchmark read them)."""
         self.skipped = 0
@@ -131,9 +131,11 @@ class HistorySink(Component):
                     timeout_ms=self.config.fetch_max_wait_ms,
                     max_records=self.config.batch_records,
                 )
-                if fetched and not await self._handle(consumer, fetched):
+                if not fetched:
+                    continue
+                if not await self._handle(consumer, fetched):
                     return
-                await self._retention()
+                await self._retention()  # after a write: what it wrote may already be old
         finally:
             lag.cancel()
             with contextlib.suppress(asyncio.CancelledError):

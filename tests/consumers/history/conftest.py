@@ -110,10 +110,15 @@ async def rows(conninfo: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
 
 
 def drift_record(
-    minute: int, *, events: int = 500, scale: float = 1.0, window: str = "1m"
+    minute: int,
+    *,
+    events: int = 500,
+    scale: float = 1.0,
+    window: str = "1m",
+    t0: datetime = T0,
 ) -> DriftRecord:
-    """A drift record of the ``minute``-th 1-minute window after T0, its numbers scaled."""
-    start = T0 + timedelta(minutes=minute)
+    """A drift record of the ``minute``-th 1-minute window after ``t0``, its numbers scaled."""
+    start = t0 + timedelta(minutes=minute)
     return DriftRecord(
         window=window,
         start=start,

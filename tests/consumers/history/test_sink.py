@@ -4,6 +4,7 @@ restarted mid-stream without a window lost or doubled, refused credentials a cle
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,28 @@ async def test_the_database_killed_and_restarted_mid_stream_loses_nothing(
         ]
     finally:
         await server.remove()
+
+
+async def test_windows_past_the_retention_are_deleted(
+    kafka_settings: KafkaSettings, postgres_db: Database
+) -> None:
+    settings = await history_settings(
+        kafka_settings, postgres_db.dsn, postgres_db.password_file, retention_days=30
+    )
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    kept, expired = (
+        drift_record(0, t0=now - timedelta(days=29)),
+        drift_record(0, t0=now - timedelta(days=31)),
+    )
+    # One partition, the expired one first: the deletion after its write removes it.
+    await publish(kafka_settings, settings.topics.windows, _keyed(expired, kept), partition=0)
+    conninfo = settings.history.conninfo()
+    async with running_sink(settings) as running:
+        await until(lambda: running.sink.written.records["drift"] == 2, 30, "both written")
+    starts = await rows(conninfo, "SELECT window_start FROM windows")
+    assert starts == [(kept.start,)]
+    features = await rows(conninfo, "SELECT DISTINCT window_start FROM feature_windows")
+    assert features == [(kept.start,)]
 
 
 async def test_credentials_the_database_refuses_stop_the_start_with_exit_2(
