@@ -224,6 +224,8 @@ class Endpoints:
     webhook: str
     #: The HTTP price service (job ``appraise-api``), when the run has one.
     api: str | None = None
+    #: The history sink (job ``appraise-history``), when the run has one.
+    history: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +264,7 @@ def write_configs(
                 "appraise-scorer": [endpoints.scorer],
                 "appraise-aggregate": [endpoints.aggregate],
                 "appraise-api": [endpoints.api] if endpoints.api else [],
+                "appraise-history": [endpoints.history] if endpoints.history else [],
                 "prometheus": [endpoints.prometheus],
                 "alertmanager": [endpoints.alertmanager],
             },

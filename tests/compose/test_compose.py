@@ -34,6 +34,7 @@ APPRAISE_COMMANDS = {
     "scorer": ["appraise", "score"],
     "aggregate": ["appraise", "aggregate"],
     "api": ["appraise", "serve"],
+    "history": ["appraise", "history"],
     "producer": ["appraise", "produce"],
     "request-generator": ["appraise", "produce"],
     "monitoring-config": ["appraise", "monitoring-config"],
@@ -243,6 +244,9 @@ def test_the_api_listens_beyond_loopback_on_its_port_and_waits_for_the_model() -
 
 def test_every_appraise_scrape_target_is_a_compose_service_on_its_port() -> None:
     prometheus = load_yaml(ROOT / "prometheus" / "prometheus.yml")
+    jobs = {job["job_name"] for job in prometheus["scrape_configs"]}
+    # Every long-running project service is scraped, the history sink included.
+    assert {"appraise-scorer", "appraise-aggregate", "appraise-api", "appraise-history"} <= jobs
     for job in prometheus["scrape_configs"]:
         if not job["job_name"].startswith("appraise-"):
             continue
@@ -252,6 +256,115 @@ def test_every_appraise_scrape_target_is_a_compose_service_on_its_port() -> None
             assert host in SERVICES, f"{job['job_name']}: {target} is no compose service"
             published = [str(p).rsplit(":", 1)[-1] for p in SERVICES[host].get("ports", [])]
             assert port in published, f"{job['job_name']}: {host} does not listen on {port}"
+
+
+# --- the history sink and its database ------------------------------------------------------
+
+#: The compose secret holding the database password, and where it is mounted.
+SECRET_NAME = "postgres_password"  # noqa: S105 - the secret's name, not its value
+PASSWORD_FILE = f"/run/secrets/{SECRET_NAME}"
+
+
+def _settings_of(env: dict[str, str], **replaced: str) -> Any:
+    """The project settings a container with ``env`` reads (``replaced`` overrides values)."""
+    from stream.settings import load_settings
+
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("APPRAISE_")}
+    try:
+        os.environ.update({**env, **replaced})
+        return load_settings()
+    finally:
+        for key in env:
+            os.environ.pop(key, None)
+        os.environ.update(saved)
+
+
+def test_the_database_password_is_a_file_the_user_creates_and_git_ignores() -> None:
+    secrets = COMPOSE["secrets"]
+    assert secrets == {SECRET_NAME: {"file": "./secrets/postgres_password"}}
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert "/secrets/" in ignored or "secrets/" in ignored
+    # The file's header says how to create it.
+    header = COMPOSE_FILE.read_text().split("\nname:", 1)[0]
+    assert "openssl rand -hex 32 > secrets/postgres_password" in header
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_secret_a_service_mounts_is_declared(name: str) -> None:
+    for secret in SERVICES[name].get("secrets", []):
+        assert isinstance(secret, str), f"{name}: mount {secret} at /run/secrets/<name>"
+        assert secret in COMPOSE["secrets"], f"{name}: {secret} is not a declared secret"
+
+
+def test_postgres_takes_its_password_from_the_secret_and_keeps_its_data() -> None:
+    postgres = SERVICES["postgres"]
+    repository, _, tag = postgres["image"].rpartition(":")
+    assert repository == "postgres"  # the official image
+    assert tag.split(".")[0] in {"16", "17"}, postgres["image"]
+    env = _environment(postgres)
+    assert env == {
+        "POSTGRES_USER": "appraise",
+        "POSTGRES_DB": "appraise",
+        "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
+    }
+    assert postgres["secrets"] == [SECRET_NAME]
+    assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
+    assert "ports" not in postgres  # reached on the compose network only
+    check = postgres["healthcheck"]["test"]
+    assert check[:2] == ["CMD", "pg_isready"]
+    # Over TCP, so the image's socket-only server of the first initialisation does not pass.
+    assert "--host=127.0.0.1" in check
+    assert "--username=appraise" in check
+
+
+def test_the_history_sink_reads_the_database_and_the_password_from_the_secret(
+    tmp_path: Path,
+) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    history = SERVICES["history"]
+    env = _environment(history)
+    assert env["APPRAISE_HISTORY__PASSWORD_FILE"] == PASSWORD_FILE
+    assert "APPRAISE_HISTORY__PASSWORD" not in env
+    assert history["secrets"] == [SECRET_NAME]
+    assert SERVICES["grafana"]["secrets"] == [SECRET_NAME]  # its PostgreSQL datasource
+    # The DSN names the compose service, its port, user and database, and no password.
+    dsn = conninfo_to_dict(env["APPRAISE_HISTORY__DSN"])
+    postgres = _environment(SERVICES["postgres"])
+    assert dsn == {
+        "host": "postgres",
+        "port": "5432",
+        "dbname": postgres["POSTGRES_DB"],
+        "user": postgres["POSTGRES_USER"],
+    }
+    assert history["depends_on"] == {
+        "topics": {"condition": "service_completed_successfully"},
+        "postgres": {"condition": "service_healthy"},
+    }
+    # Settings it starts with (the secret replaced by a file here: it exists only in compose).
+    secret = tmp_path / "postgres_password"
+    secret.write_text("not-the-real-one\n")
+    settings = _settings_of(env, APPRAISE_HISTORY__PASSWORD_FILE=str(secret))
+    assert settings.history.where() == "postgres:5432/appraise"
+    assert settings.history.secret().get_secret_value() == "not-the-real-one"
+    assert settings.metrics.host == "0.0.0.0"  # noqa: S104 - inside a container, on purpose
+    port = settings.metrics.history_port
+    assert port == 9402
+    assert history["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert history["healthcheck"]["test"][:2] == ["CMD", "python"]
+    assert f"http://127.0.0.1:{port}/readyz" in " ".join(history["healthcheck"]["test"])
+
+
+def test_the_database_password_is_never_in_the_environment() -> None:
+    # Not even as ${VAR:?...}, which test_no_secret_in_the_file allows: the secret's file only.
+    found = []
+    for name, service in SERVICES.items():
+        for key, value in _environment(service).items():
+            if re.search(r"POSTGRES_PASSWORD|HISTORY__PASSWORD|PGPASSWORD", key):
+                assert key.endswith("_FILE"), f"{name}: {key} must name a file, not a password"
+                assert value == PASSWORD_FILE, f"{name}: {key}={value}"
+                found.append(name)
+    assert sorted(found) == ["history", "postgres"]
 
 
 def test_model_is_trained_only_when_missing() -> None:
@@ -301,6 +414,7 @@ def test_prometheus_and_alertmanager_read_the_generated_configs(tmp_path: Path) 
     assert targets["appraise-scorer"] == ["scorer:9400"]
     assert targets["appraise-aggregate"] == ["aggregate:9401"]
     assert targets["appraise-api"] == ["api:8000"]
+    assert targets["appraise-history"] == ["history:9402"]
     assert files.alertmanager.read_text() == (ROOT / "prometheus" / "alertmanager.yml").read_text()
     for rule in alert_rules():
         written = [

@@ -52,6 +52,12 @@ def test_config_is_valid() -> None:
             ["severity=warning", "alertname=AppraiseHttpTrafficUnmonitored", "job=appraise-api"],
             "ticket",
         ),
+        # The history sink's alerts are tickets: nothing is priced or alerted through it.
+        (["severity=warning", "alertname=AppraiseHistoryDown", "job=appraise-history"], "ticket"),
+        (
+            ["severity=warning", "alertname=AppraiseHistoryBehind", "job=appraise-history"],
+            "ticket",
+        ),
         # No or an unknown severity still reaches someone: the root's receiver.
         (["alertname=Watchdog"], "webhook"),
         (["severity=page", "alertname=Something"], "webhook"),
@@ -63,6 +69,8 @@ def test_config_is_valid() -> None:
         "no-data",
         "api-down",
         "http-unmonitored",
+        "history-down",
+        "history-behind",
         "no-severity",
         "unknown-severity",
     ],
@@ -311,3 +319,50 @@ def test_no_data_inhibits_the_drift_alerts(alertmanager: str) -> None:
         return found if len(found) == len(expected) and done else None
 
     assert wait_until(states, timeout=30, what="the inhibition to apply") == expected
+
+
+@pytest.mark.integration
+def test_the_history_database_down_inhibits_the_backlog_of_the_same_sink(
+    alertmanager: str,
+) -> None:
+    def alert(name: str, instance: str = "history:9402") -> dict[str, Any]:
+        labels = {"severity": "warning", "deployment": "appraise", "job": "appraise-history"}
+        return {"labels": {"alertname": name, "instance": instance, **labels}}
+
+    post_alerts(
+        alertmanager,
+        [
+            alert("AppraiseHistoryDatabaseDown"),
+            alert("AppraiseHistoryBehind"),
+            # Not inhibited: the backlog of another sink (its database answers), what the
+            # database being away does not explain, and the stream app's own backlog.
+            alert("AppraiseHistoryBehind", instance="history-2:9402"),
+            alert("AppraiseHistoryRecordsSkipped"),
+            {
+                "labels": {
+                    "alertname": "AppraiseAggregateBehind",
+                    "severity": "warning",
+                    "deployment": "appraise",
+                    "job": "appraise-aggregate",
+                }
+            },
+        ],
+    )
+
+    def states() -> dict[tuple[str, str], str] | None:
+        answer = http_get(f"{alertmanager}/api/v2/alerts")
+        if answer is None or answer[0] != 200:
+            return None
+        found = {
+            (a["labels"]["alertname"], a["labels"].get("instance", "")): a["status"]["state"]
+            for a in json.loads(answer[1])
+        }
+        return found if len(found) == 5 and "suppressed" in found.values() else None
+
+    assert wait_until(states, timeout=30, what="the inhibition to apply") == {
+        ("AppraiseHistoryDatabaseDown", "history:9402"): "active",
+        ("AppraiseHistoryBehind", "history:9402"): "suppressed",
+        ("AppraiseHistoryBehind", "history-2:9402"): "active",
+        ("AppraiseHistoryRecordsSkipped", "history:9402"): "active",
+        ("AppraiseAggregateBehind", ""): "active",
+    }

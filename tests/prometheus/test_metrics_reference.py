@@ -31,6 +31,8 @@ def rule_and_panel_series() -> dict[str, set[str]]:
     for file_name, dashboard in dashboards().items():
         for panel in panels(dashboard):
             for target in panel["targets"]:
+                if "rawSql" in target:
+                    continue  # SQL (a PostgreSQL panel, the history's) selects no series
                 for name in promql_series_names(target["expr"]):
                     used.setdefault(name, set()).add(f"{file_name}: {panel['title']}")
         for variable in dashboard.get("templating", {}).get("list", []):

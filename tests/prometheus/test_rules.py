@@ -12,7 +12,7 @@ import yaml
 
 from stream.ops.configs import Endpoints, embedded_prometheus_config, write_configs
 from stream.ops.profiles import PROFILES
-from stream.settings import ServeSettings
+from stream.settings import MetricsSettings, ServeSettings
 from tests.needs import binary
 from tests.tools import (
     PROMETHEUS_DIR,
@@ -123,13 +123,34 @@ def test_issue_alerts_exist() -> None:
         "AppraiseHttpRejectedRatioHigh",
         "AppraiseHttpLatencyHigh",
         "AppraiseHttpTrafficUnmonitored",
+        "AppraiseHistoryDown",
+        "AppraiseHistoryBehind",
+        "AppraiseHistoryDatabaseDown",
+        "AppraiseHistoryRecordsSkipped",
     }
+
+
+#: Gauges of how long a consumer has had records waiting (0 once a measurement finds it caught
+#: up): a burst that drains resets them, as it leaves a lag's growth at 0, so they stand in for
+#: deriv(lag) > 0 (see AppraiseHistoryBehind).
+WAITING_GAUGES = ("appraise_history_behind_seconds",)
 
 
 def test_lag_alerts_look_at_growth() -> None:
     for rule in alert_rules():
         if ("Lag" in rule["alert"] and "Event" not in rule["alert"]) or "Behind" in rule["alert"]:
-            assert "deriv(" in rule["expr"], f"{rule['alert']}: alert on growth, not a value"
+            waits = any(name in rule["expr"] for name in WAITING_GAUGES)
+            assert "deriv(" in rule["expr"] or waits, (
+                f"{rule['alert']}: alert on growth, or on how long records waited, not a value"
+            )
+
+
+def test_the_history_backlog_alert_holds_for_its_10_minutes() -> None:
+    # The decision's duration is the for: (which the demo profile scales), not a threshold of
+    # seconds in the expression (which it does not).
+    (rule,) = [r for r in alert_rules() if r["alert"] == "AppraiseHistoryBehind"]
+    assert rule["expr"].strip() == 'appraise_history_behind_seconds{job="appraise-history"} > 0'
+    assert rule["for"] == "10m"
 
 
 @pytest.mark.parametrize("rule", recording_rules(), ids=lambda rule: rule["record"])
@@ -172,6 +193,7 @@ def test_embedded_config_rewrites_targets_and_keeps_the_rules(tmp_path: Path) ->
             "appraise-scorer": ["127.0.0.1:9400"],
             "appraise-aggregate": ["127.0.0.1:9401"],
             "appraise-api": ["127.0.0.1:8000"],
+            "appraise-history": ["127.0.0.1:9402"],
             "prometheus": ["127.0.0.1:9090"],
             "alertmanager": [],
         },
@@ -186,6 +208,7 @@ def test_embedded_config_rewrites_targets_and_keeps_the_rules(tmp_path: Path) ->
         "appraise-scorer": ["127.0.0.1:9400"],
         "appraise-aggregate": ["127.0.0.1:9401"],
         "appraise-api": ["127.0.0.1:8000"],
+        "appraise-history": ["127.0.0.1:9402"],
         "prometheus": ["127.0.0.1:9090"],
     }
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
@@ -201,15 +224,17 @@ def test_embedded_config_rewrites_targets_and_keeps_the_rules(tmp_path: Path) ->
 
 def test_embedded_config_refuses_a_missing_or_unknown_job() -> None:
     text = (PROMETHEUS_DIR / "prometheus.yml").read_text()
-    with pytest.raises(ValueError, match=r"missing \['alertmanager', 'appraise-api'"):
+    with pytest.raises(
+        ValueError, match=r"missing \['alertmanager', 'appraise-api', 'appraise-history'\]"
+    ):
         embedded_prometheus_config(
             text, {"appraise-scorer": [], "appraise-aggregate": [], "prometheus": []}
         )
     with pytest.raises(ValueError, match=r"unknown \['nope'\]"):
         embedded_prometheus_config(
             text,
-            {"appraise-scorer": [], "appraise-aggregate": [], "appraise-api": [], "prometheus": [],
-             "alertmanager": [], "nope": []},
+            {"appraise-scorer": [], "appraise-aggregate": [], "appraise-api": [],
+             "appraise-history": [], "prometheus": [], "alertmanager": [], "nope": []},
         )  # fmt: skip
 
 
@@ -219,6 +244,38 @@ def test_the_api_job_scrapes_the_compose_service_on_its_port() -> None:
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"] == [{"targets": ["api:8000"]}]
     assert ServeSettings().port == 8000
+
+
+def test_the_history_job_scrapes_the_compose_service_on_its_port() -> None:
+    config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "appraise-history"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    assert job["static_configs"] == [{"targets": [f"history:{MetricsSettings().history_port}"]}]
+    assert MetricsSettings().history_port == 9402
+
+
+@pytest.mark.parametrize("history", [None, "127.0.0.1:19402"], ids=["without", "with"])
+def test_appraise_up_scrapes_the_history_sink_only_when_the_run_has_one(
+    history: str | None, tmp_path: Path
+) -> None:
+    endpoints = Endpoints(
+        scorer="127.0.0.1:19400",
+        aggregate="127.0.0.1:19401",
+        prometheus="127.0.0.1:19090",
+        alertmanager="127.0.0.1:19093",
+        webhook="127.0.0.1:19095",
+        history=history,
+    )
+    files = write_configs(tmp_path, endpoints, PROFILES["default"])
+    config = load_yaml(files.prometheus)
+    jobs = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    assert jobs.get("appraise-history") == ([history] if history else None)
+    assert "appraise-api" not in jobs
+    assert jobs["appraise-scorer"] == ["127.0.0.1:19400"]
+    checked = run(_promtool(), "check", "config", str(files.prometheus))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 @pytest.mark.parametrize("api", [None, "127.0.0.1:18000"], ids=["without", "with"])

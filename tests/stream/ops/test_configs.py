@@ -40,6 +40,7 @@ ENDPOINTS = Endpoints(
     prometheus="127.0.0.1:19090",
     alertmanager="127.0.0.1:19093",
     webhook="127.0.0.1:19095",
+    history="127.0.0.1:19402",
 )
 
 
@@ -72,6 +73,9 @@ def test_demo_rules_divide_every_for_and_range_by_ten() -> None:
     lag = next(r for r in scaled if r["alert"] == "AppraiseConsumerLagGrowing")
     assert "[60s]" in lag["expr"]
     assert "[10m]" not in lag["expr"]
+    # The history sink's backlog: its 10 minutes are the for:, so the demo waits 1 minute.
+    behind = next(r for r in scaled if r["alert"] == "AppraiseHistoryBehind")
+    assert behind["for"] == "60s"
 
 
 @pytest.mark.parametrize(
@@ -109,6 +113,8 @@ def test_generated_configs_pass_promtool_and_amtool(name: str, tmp_path: Path) -
     }
     assert targets["appraise-scorer"] == [ENDPOINTS.scorer]
     assert targets["appraise-aggregate"] == [ENDPOINTS.aggregate]
+    assert targets["appraise-history"] == [ENDPOINTS.history]
+    assert "appraise-api" not in targets  # a run without the HTTP service
     am = yaml.safe_load(files.alertmanager.read_text())
     urls = [w["url"] for r in am["receivers"] for w in r.get("webhook_configs", [])]
     assert urls
