@@ -148,6 +148,7 @@ def plan(
             alertmanager=f"{monitoring.host}:{monitoring.alertmanager_port}",
             webhook=f"{monitoring.host}:{receiver.port}",
             api=f"{serve.host}:{serve.port}" if options.http else None,
+            history=f"{metrics.host}:{metrics.history_port}" if options.history else None,
         )
         configs = write_configs(
             options.run_dir / "config",
@@ -191,8 +192,9 @@ def plan(
         metrics = settings.metrics
         say(
             f"prometheus using {options.prometheus_url}: have it scrape {metrics.host}:"
-            f"{metrics.scorer_port} and {metrics.host}:{metrics.aggregate_port} with the rules "
-            "in prometheus/rules/"
+            f"{metrics.scorer_port} and {metrics.host}:{metrics.aggregate_port}"
+            + (f" and {metrics.host}:{metrics.history_port}" if options.history else "")
+            + " with the rules in prometheus/rules/"
         )
     parts.append(_producer(options))
     if options.http:

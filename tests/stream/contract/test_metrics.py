@@ -1,4 +1,4 @@
-"""The metric catalogue is the one list: both services export exactly its entries, with its
+"""The metric catalogue is the one list: every service exports exactly its entries, with its
 types and labels, and docs/metrics.md lists exactly the same."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import re
 import pytest
 from prometheus_client import CollectorRegistry
 
+from consumers.history.metrics import HistoryMetrics
 from consumers.http.app import ServeState, build_app
 from consumers.http.metrics import ServeMetrics
 from consumers.metrics import ScorerMetrics
@@ -50,6 +51,12 @@ def test_the_scorer_exports_exactly_its_catalogue() -> None:
     metrics = ScorerMetrics(registry, ScorerSettings(), process_collectors=False)
     metrics.set_model("v1")
     assert _exported(registry) == _expected(names.SCORER)
+
+
+def test_the_history_sink_exports_exactly_its_catalogue() -> None:
+    registry = CollectorRegistry()
+    HistoryMetrics(registry, with_process_collectors=False)
+    assert _exported(registry) == _expected(BY_SERVICE["history"])
 
 
 def test_the_stream_app_exports_exactly_its_catalogue() -> None:
