@@ -68,7 +68,9 @@ _FEATURE: Final = (
 )
 #: How a column's value is computed from the array element ``{}``.
 _FROM: Final = {
-    "drifting_features": "ARRAY(SELECT jsonb_array_elements_text({}))",
+    "drifting_features": (
+        "CASE WHEN {0} IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text({0})) END"
+    ),
 }
 
 
