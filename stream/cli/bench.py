@@ -1,5 +1,5 @@
-"""``appraise bench``: the scorer and the aggregation benchmarks, alone or together, and the
-drift detector's (offline)."""
+"""``appraise bench``: the scorer and the aggregation benchmarks, alone or together, the history
+sink's, the HTTP price service's, and the drift detector's (offline)."""
 
 from __future__ import annotations
 
@@ -110,6 +110,63 @@ def bench_aggregate_cmd(
 
     result = asyncio.run(_on_broker(settings, embedded, run))
     out.print(result.to_json().decode() if as_json else format_aggregate(result), markup=False)
+
+
+def bench_history_cmd(
+    events: Annotated[
+        int, typer.Option(min=1_000, metavar="N", help="listings in the stream app's backlog")
+    ] = 50_000,
+    window_events: Annotated[
+        int,
+        typer.Option(
+            min=1, metavar="N", help="listings per minute of event time (per 1-minute window)"
+        ),
+    ] = 100,
+    records: Annotated[
+        int,
+        typer.Option(
+            min=2, metavar="N", help="window records the sink writes (drift and realised error)"
+        ),
+    ] = 20_000,
+    years: Annotated[
+        float,
+        typer.Option(
+            min=0.0001, max=5, metavar="Y", help="years of 1-minute windows for the 30-day query"
+        ),
+    ] = 1.0,
+    skip_query: Annotated[
+        bool, typer.Option("--skip-query", help="skip the generated year and the query")
+    ] = False,
+    query_runs: Annotated[
+        int, typer.Option(min=1, metavar="N", help="runs of each query (the slowest counts)")
+    ] = 5,
+    embedded: Annotated[
+        bool, typer.Option(help="run on a fresh embedded broker (else on the configured one)")
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """The history sink against the stream app's window rate, both measured in the same run, on
+    a PostgreSQL of its own; then the dashboard's 30-day query over a generated year."""
+    from stream.bench.history import bench_history, format_result, steps
+
+    settings = load_settings()
+
+    async def run(here: Settings) -> Any:
+        with progress(err, "history bench", steps(years, skip_query), "steps") as report:
+            return await bench_history(
+                here,
+                here.scorer,
+                events=events,
+                window_events=window_events,
+                records=records,
+                years=years,
+                skip_query=skip_query,
+                query_runs=query_runs,
+                progress=report,
+            )
+
+    result = asyncio.run(_on_broker(settings, embedded, run))
+    out.print(result.to_json().decode() if as_json else format_result(result), markup=False)
 
 
 def bench_serve_cmd(

@@ -46,6 +46,9 @@ bench_app.command("aggregate", short_help="The stream app against the scorer's r
 bench_app.command("serve", short_help="The HTTP price service against per-request serving.")(
     bench.bench_serve_cmd
 )
+bench_app.command("history", short_help="The history sink against the stream app's rate.")(
+    bench.bench_history_cmd
+)
 bench_app.command("detection", short_help="The drift detector against baselines, offline.")(
     bench.bench_detection_cmd
 )
