@@ -87,6 +87,7 @@ class Scorer(Component):
         # dropped, because another member may already own (and score) its partitions.
         self._generation = 0
         self._assigned: frozenset[TopicPartition] = frozenset()
+        self._joined = False  # a member of the group's current generation (maybe idle)
         self._has_partitions = asyncio.Event()
         self._next_offsets: dict[TopicPartition, int] = {}
         self._in_flight: _InFlight | None = None
@@ -157,7 +158,7 @@ class Scorer(Component):
             if self._threads is not None:
                 self._threads.restore()
                 self._threads = None
-            self._assigned = frozenset()
+            self._assigned, self._joined = frozenset(), False
             self.metrics.keep_only_partitions(())
 
     def request_stop(self) -> None:
@@ -166,21 +167,20 @@ class Scorer(Component):
 
     @property
     def ready(self) -> dict[str, bool]:
-        """The readiness checks: model loaded, broker reachable, partitions assigned."""
-        return {
-            "model_loaded": self.model is not None,
-            "broker_reachable": self._delivery is not None and self._delivery.reachable,
-            "partitions_assigned": bool(self._assigned),
-        }
+        """Model loaded, broker reachable, group joined, and ``partitions_assigned`` (failing
+        before the join), or ``idle`` for a member given no partition (a standby): ready too."""
+        reachable = self._delivery is not None and self._delivery.reachable
+        checks = {"model_loaded": True, "broker_reachable": reachable, "group_joined": self._joined}
+        if self._joined and not self._assigned:
+            return {**checks, "idle": True}
+        return {**checks, "partitions_assigned": bool(self._assigned)}
 
     async def wait_assigned(self) -> None:
-        """Return once this scorer owns at least one partition (needs :meth:`run` going: the
-        group is joined while fetching)."""
+        """Return once this scorer owns a partition (needs :meth:`run`: it joins the group)."""
         await self._has_partitions.wait()
 
     @property
-    def assignment(self) -> frozenset[TopicPartition]:
-        """The partitions this scorer owns now."""
+    def assignment(self) -> frozenset[TopicPartition]:  # the partitions this scorer owns now
         return self._assigned
 
     # --- the loop ------------------------------------------------------------------------------
@@ -367,7 +367,7 @@ class Scorer(Component):
             await self._settle()
             if self._delivery is not None:
                 await self._flush_panes(self._delivery)
-        self._assigned = self._assigned - gone
+        self._assigned, self._joined = self._assigned - gone, False  # rejoining now
         if not self._assigned:
             self._has_partitions.clear()
         for tp in gone:
@@ -376,7 +376,7 @@ class Scorer(Component):
         log.info("partitions revoked: %s", sorted(gone))
 
     async def _on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self._assigned = frozenset(assigned)
+        self._assigned, self._joined = frozenset(assigned), True  # called with none too
         if self._assigned:
             self._has_partitions.set()
         self.metrics.keep_only_partitions((tp.topic, tp.partition) for tp in self._assigned)

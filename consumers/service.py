@@ -79,10 +79,11 @@ class ScorerService:
             yield
 
     def not_ready(self) -> Mapping[str, bool]:
-        """Model loaded; broker and partitions not yet."""
+        """Model loaded; broker, group and partitions not yet."""
         return {
             "model_loaded": self.model is not None,
             "broker_reachable": False,
+            "group_joined": False,
             "partitions_assigned": False,
         }
 

@@ -1,5 +1,5 @@
-"""The scorer on the embedded broker: exact counts, dead letters with original bytes, readiness,
-and two scorers sharing a group."""
+"""The scorer on the embedded broker: exact counts, dead letters with original bytes, readiness
+(an idle standby's too), and two scorers sharing a group."""
 
 from __future__ import annotations
 
@@ -194,3 +194,43 @@ async def test_two_scorers_in_one_group_score_every_listing_once(
     assert len(ids) == n
     assert set(ids.values()) == {1}
     assert await total(kafka_settings, topics.dlq) == 0
+
+
+async def test_a_scorer_the_group_gives_no_partition_is_ready_and_idle(
+    kafka_settings: KafkaSettings, new_topic: TopicFactory, model_dir: Path, model: LoadedModel
+) -> None:
+    topics = Topics(await new_topic(partitions=1), *[await new_topic() for _ in range(3)])
+    group = new_group()
+    first, _ = _scorer(kafka_settings, topics, model_dir, model, group)
+    second, registry = _scorer(kafka_settings, topics, model_dir, model, group)
+    async with first, second:
+        runs = [asyncio.create_task(s.run(timeout=60)) for s in (first, second)]
+        await until(
+            lambda: (
+                len(first.assignment | second.assignment) == 1
+                and all(s.ready["group_joined"] for s in (first, second))
+            ),
+            30,
+            "one partition held and both scorers in the group",
+        )
+        holder, standby = (first, second) if first.assignment else (second, first)
+        assert standby.assignment == frozenset()
+        async with MetricsServer("127.0.0.1", 0, registry, lambda: standby.ready) as sidecar:
+            status, body = await http_get(f"{sidecar.url}/readyz")
+        assert status == 200
+        assert orjson.loads(body) == {
+            "ready": True,
+            "model_loaded": True,
+            "broker_reachable": True,
+            "group_joined": True,
+            "idle": True,
+        }
+        assert holder.ready == {
+            "model_loaded": True,
+            "broker_reachable": True,
+            "group_joined": True,
+            "partitions_assigned": True,
+        }
+        first.request_stop()
+        second.request_stop()
+        await asyncio.gather(*runs)
