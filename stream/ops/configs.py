@@ -14,6 +14,7 @@ texts keep their production wording ("for 5 minutes"); a scaled rule file says i
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -117,6 +118,19 @@ def rules_for(text: str, divisor: int = 1, runbook: str | None = None) -> str:
 # --- configs ----------------------------------------------------------------------------------
 
 
+#: How a job of prometheus.yml finds its targets; the embedded run replaces every one.
+_DISCOVERY: Final = ("static_configs", "dns_sd_configs", "file_sd_configs")
+#: The file_sd target file of the scorers of a run, beside its prometheus.yml.
+SCORERS_FILE: Final = "scorers.json"
+
+
+def file_sd_targets(instances: Mapping[str, str]) -> str:
+    """A Prometheus file_sd target file (JSON): one group per scorer, ``name -> host:port``,
+    each labelled ``part="<name>"`` (``instance`` stays the address, as in the compose stack)."""
+    groups = [{"targets": [where], "labels": {"part": name}} for name, where in instances.items()]
+    return json.dumps(groups, indent=2) + "\n"
+
+
 def embedded_prometheus_config(
     text: str,
     targets: Mapping[str, Sequence[str]],
@@ -124,24 +138,29 @@ def embedded_prometheus_config(
     alertmanagers: Sequence[str] = (),
     rules_dir: Path | None = None,
     scrape_interval: str | None = None,
+    discovered: Mapping[str, Path] | None = None,
 ) -> str:
-    """``prometheus.yml`` with each job's static targets replaced.
+    """``prometheus.yml`` with each job's targets replaced (its static or DNS discovery gone).
 
     Args:
         text: the compose stack's prometheus.yml.
-        targets: job name -> ``host:port`` targets; every job of ``text`` must be named (a run
-            without a part passes an empty list, which drops that job).
+        targets: job name -> ``host:port`` targets; every job of ``text`` must be named here or
+            in ``discovered`` (a run without a part passes an empty list, which drops that job).
         alertmanagers: ``host:port`` of the Alertmanagers; none drops the alerting section.
         rules_dir: absolute directory of the rule files (the generated config lives elsewhere
             than prometheus/, and relative rule_files resolve against it).
         scrape_interval: e.g. ``"1s"``; the evaluation interval follows it.
+        discovered: job name -> a file_sd target file (:func:`file_sd_targets`) the job reads
+            its targets from, re-read whenever it changes.
 
     Raises ValueError naming a job that ``targets`` leaves out or that ``text`` lacks.
     """
     config: dict[str, Any] = yaml.safe_load(text)
+    discovered = dict(discovered or {})
     jobs = [job["job_name"] for job in config["scrape_configs"]]
-    unknown = sorted(set(targets) - set(jobs))
-    missing = sorted(set(jobs) - set(targets))
+    named = set(targets) | set(discovered)
+    unknown = sorted(named - set(jobs))
+    missing = sorted(set(jobs) - named)
     if unknown or missing:
         raise ValueError(
             f"targets must name exactly the jobs of prometheus.yml {jobs}: "
@@ -149,9 +168,14 @@ def embedded_prometheus_config(
         )
     scrape_configs = []
     for job in config["scrape_configs"]:
-        chosen = list(targets[job["job_name"]])
+        name = job["job_name"]
+        kept = {key: value for key, value in job.items() if key not in _DISCOVERY}
+        if name in discovered:
+            scrape_configs.append({**kept, "file_sd_configs": [{"files": [str(discovered[name])]}]})
+            continue
+        chosen = list(targets[name])
         if chosen:
-            scrape_configs.append({**job, "static_configs": [{"targets": chosen}]})
+            scrape_configs.append({**kept, "static_configs": [{"targets": chosen}]})
     config["scrape_configs"] = scrape_configs
     if alertmanagers:
         config["alerting"] = {
@@ -222,6 +246,9 @@ class Endpoints:
     prometheus: str
     alertmanager: str
     webhook: str
+    #: Every scorer of the run, part name -> ``host:port``: when given, job appraise-scorer
+    #: discovers them from a file_sd file (:data:`SCORERS_FILE`) and ``scorer`` is not used.
+    scorers: Mapping[str, str] | None = None
     #: The HTTP price service (job ``appraise-api``), when the run has one.
     api: str | None = None
     #: The history sink (job ``appraise-history``), when the run has one.
@@ -235,6 +262,7 @@ class ConfigFiles:
     prometheus: Path
     alertmanager: Path
     rules_dir: Path
+    scorers: Path | None = None  # the file_sd target file of the scorers, when written
 
 
 def write_configs(
@@ -256,12 +284,16 @@ def write_configs(
     """
     source = config_dir(source)
     rules_dir = _write_rules(source, out_dir, profile, runbook_url)
+    scorers = None
+    if endpoints.scorers is not None:
+        scorers = out_dir / SCORERS_FILE
+        scorers.write_text(file_sd_targets(endpoints.scorers), encoding="utf-8")
     prometheus = out_dir / "prometheus.yml"
     prometheus.write_text(
         embedded_prometheus_config(
             (source / "prometheus.yml").read_text(encoding="utf-8"),
             {
-                "appraise-scorer": [endpoints.scorer],
+                **({} if scorers else {"appraise-scorer": [endpoints.scorer]}),
                 "appraise-aggregate": [endpoints.aggregate],
                 "appraise-api": [endpoints.api] if endpoints.api else [],
                 "appraise-history": [endpoints.history] if endpoints.history else [],
@@ -271,6 +303,7 @@ def write_configs(
             alertmanagers=[endpoints.alertmanager],
             rules_dir=rules_dir.resolve(),
             scrape_interval=profile.scrape_interval,
+            discovered={"appraise-scorer": scorers.resolve()} if scorers else None,
         ),
         encoding="utf-8",
     )
@@ -285,7 +318,7 @@ def write_configs(
         ),
         encoding="utf-8",
     )
-    return ConfigFiles(prometheus=prometheus, alertmanager=alertmanager, rules_dir=rules_dir)
+    return ConfigFiles(prometheus, alertmanager, rules_dir, scorers)
 
 
 def write_stack_configs(

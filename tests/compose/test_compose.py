@@ -248,14 +248,54 @@ def test_every_appraise_scrape_target_is_a_compose_service_on_its_port() -> None
     # Every long-running project service is scraped, the history sink included.
     assert {"appraise-scorer", "appraise-aggregate", "appraise-api", "appraise-history"} <= jobs
     for job in prometheus["scrape_configs"]:
-        if not job["job_name"].startswith("appraise-"):
-            continue
+        if job["job_name"] in ("appraise-scorer", "prometheus", "alertmanager"):
+            continue  # the scorers are found by DNS (below)
         (static,) = job["static_configs"]
         for target in static["targets"]:
             host, _, port = target.partition(":")
             assert host in SERVICES, f"{job['job_name']}: {target} is no compose service"
             published = [str(p).rsplit(":", 1)[-1] for p in SERVICES[host].get("ports", [])]
             assert port in published, f"{job['job_name']}: {host} does not listen on {port}"
+
+
+# --- scaling the scorer ------------------------------------------------------------------------
+
+
+def test_the_scorer_scales_no_fixed_host_port_and_no_container_name() -> None:
+    # `docker compose up --scale scorer=3` refuses a published host port or a container_name.
+    scorer = SERVICES["scorer"]
+    assert "ports" not in scorer
+    assert "container_name" not in scorer
+    check = " ".join(scorer["healthcheck"]["test"])
+    assert "http://127.0.0.1:9400/readyz" in check  # inside the container: every replica's own
+
+
+def test_prometheus_discovers_every_scorer_replica_by_dns() -> None:
+    from stream.settings import MetricsSettings
+
+    prometheus = load_yaml(ROOT / "prometheus" / "prometheus.yml")
+    (job,) = [j for j in prometheus["scrape_configs"] if j["job_name"] == "appraise-scorer"]
+    assert "static_configs" not in job
+    (dns,) = job["dns_sd_configs"]
+    assert dns["names"] == ["scorer"]
+    assert dns["names"][0] in SERVICES
+    assert dns["type"] == "A"
+    assert dns["port"] == MetricsSettings().scorer_port == 9400
+
+
+def test_one_partition_count_for_the_topics_job_and_the_apps() -> None:
+    shared = COMPOSE["x-appraise"]["environment"]
+    assert shared["APPRAISE_TOPICS__PARTITIONS"] == "4"
+    topics = SERVICES["topics"]
+    assert _environment(topics)["APPRAISE_TOPICS__PARTITIONS"] == "4"
+    command = " ".join(topics["command"])
+    # Every --partitions of the job reads the setting ($$ is compose's escape of a literal $).
+    counts = re.findall(r"--partitions (\S+)", command)
+    assert counts
+    assert set(counts) == {'"$${APPRAISE_TOPICS__PARTITIONS}"'}
+    for name in ("scorer", "aggregate", "api", "history"):
+        assert _environment(SERVICES[name])["APPRAISE_TOPICS__PARTITIONS"] == "4", name
+    assert _settings_of(_environment(SERVICES["scorer"])).topics.partitions == 4
 
 
 # --- the history sink and its database ------------------------------------------------------
@@ -409,9 +449,18 @@ def test_prometheus_and_alertmanager_read_the_generated_configs(tmp_path: Path) 
     prometheus = load_yaml(files.prometheus)
     assert prometheus["rule_files"] == ["rules/*.yml"]
     targets = {
-        job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]
+        job["job_name"]: job["static_configs"][0]["targets"]
+        for job in prometheus["scrape_configs"]
+        if "static_configs" in job
     }
-    assert targets["appraise-scorer"] == ["scorer:9400"]
+    assert [j for j in prometheus["scrape_configs"] if j["job_name"] == "appraise-scorer"] == [
+        {
+            "job_name": "appraise-scorer",
+            "dns_sd_configs": [
+                {"names": ["scorer"], "type": "A", "port": 9400, "refresh_interval": "15s"}
+            ],
+        }
+    ]
     assert targets["appraise-aggregate"] == ["aggregate:9401"]
     assert targets["appraise-api"] == ["api:8000"]
     assert targets["appraise-history"] == ["history:9402"]

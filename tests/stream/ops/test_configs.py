@@ -6,16 +6,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 
 from stream.errors import ConfigError
 from stream.ops.alerts import WebhookReceiver, read_notifications
 from stream.ops.configs import (
+    SCORERS_FILE,
     Endpoints,
     alertmanager_argv,
     format_duration,
     parse_duration,
+    prometheus_argv,
     rules_for,
     write_configs,
 )
@@ -208,3 +211,62 @@ async def test_the_receiver_refuses_what_is_not_a_webhook_payload(tmp_path: Path
             async with session.post(f"{receiver.url}/alerts/page", data=body) as response:
                 assert response.status == 400, body
     assert record.read_text() == ""
+
+
+def _scorers_run(tmp_path: Path) -> tuple[Endpoints, Path]:
+    scorers = {"scorer": "127.0.0.1:19400", "scorer-2": "127.0.0.1:19403"}
+    endpoints = Endpoints(
+        scorer="unused:1",
+        aggregate="127.0.0.1:19401",
+        prometheus=f"127.0.0.1:{free_port()}",
+        alertmanager="127.0.0.1:19093",
+        webhook="127.0.0.1:19095",
+        scorers=scorers,
+    )
+    return endpoints, tmp_path / "config"
+
+
+def test_the_scorers_of_a_run_are_a_file_sd_file_promtool_accepts(tmp_path: Path) -> None:
+    endpoints, out = _scorers_run(tmp_path)
+    files = write_configs(out, endpoints, PROFILES["demo"])
+    assert files.scorers == out / SCORERS_FILE
+    assert orjson.loads(files.scorers.read_bytes()) == [
+        {"targets": ["127.0.0.1:19400"], "labels": {"part": "scorer"}},
+        {"targets": ["127.0.0.1:19403"], "labels": {"part": "scorer-2"}},
+    ]
+    config = yaml.safe_load(files.prometheus.read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "appraise-scorer"]
+    assert job["file_sd_configs"] == [{"files": [str(files.scorers.resolve())]}]
+    assert "static_configs" not in job
+    assert "dns_sd_configs" not in job
+    checked = run(binary("promtool"), "check", "config", str(files.prometheus))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS" in checked.stdout
+
+
+@pytest.mark.integration
+def test_a_real_prometheus_discovers_every_scorer_from_the_file(tmp_path: Path) -> None:
+    endpoints, out = _scorers_run(tmp_path)
+    files = write_configs(out, endpoints, PROFILES["demo"])
+    argv = prometheus_argv(
+        binary("prometheus"), files.prometheus, tmp_path / "data", endpoints.prometheus
+    )
+    log = tmp_path / "prometheus.log"
+    url = f"http://{endpoints.prometheus}/api/v1/targets"
+
+    def scorers() -> dict[str, str] | None:
+        answer = http_get(url)
+        if answer is None or answer[0] != 200:
+            return None
+        found = {
+            t["labels"]["part"]: t["labels"]["instance"]
+            for t in orjson.loads(answer[1])["data"]["activeTargets"]
+            if t["labels"]["job"] == "appraise-scorer"
+        }
+        return found if len(found) == 2 else None
+
+    with process(argv, log) as child:
+        found = wait_until_sync(
+            scorers, timeout=30, what="two scorer targets", alive=exited(child, log)
+        )
+    assert found == {"scorer": "127.0.0.1:19400", "scorer-2": "127.0.0.1:19403"}
