@@ -19,15 +19,15 @@ WITH span AS (
     SELECT w.drift_record, w.error_record, w.window_end,
            row_number() OVER (
                PARTITION BY w.model_version
-               ORDER BY coalesce(jsonb_typeof(w.drift_record -> 'features') = 'object', false)
+               ORDER BY coalesce(json_typeof(w.drift_record -> 'features') = 'object', false)
                         DESC,
                         w.window_end DESC
            ) AS newest
     FROM windows w, span
     WHERE w.window_kind = %(window)s AND w.window_end >= span.since
 )
-SELECT CASE WHEN newest = 1 THEN drift_record
-            ELSE jsonb_set(drift_record, '{distributions}', 'null') END::text,
+SELECT CASE WHEN newest = 1 THEN drift_record::text
+            ELSE jsonb_set(drift_record::jsonb, '{distributions}', 'null')::text END,
        error_record::text
 FROM chosen ORDER BY window_end
 """

@@ -48,7 +48,7 @@ _DRIFT: Final = (
     ("likely_causes", "jsonb"),
     ("psi_threshold", "float8"),
     ("false_alarm_level", "float8"),
-    ("drift_record", "jsonb"),
+    ("drift_record", "json"),
 )
 _ERROR: Final = (
     ("window_end", "timestamptz"),
@@ -58,7 +58,7 @@ _ERROR: Final = (
     ("target_psi", "float8"),
     ("target_score", "float8"),
     ("target_drifting", "bool"),
-    ("error_record", "jsonb"),
+    ("error_record", "json"),
 )
 _FEATURE: Final = (
     ("feature", "text"),
@@ -83,7 +83,7 @@ def _unnest(columns: Sequence[tuple[str, str]]) -> sql.Composed:
     values = sql.SQL(", ").join(
         sql.SQL(_FROM.get(c, "{}")).format(sql.Identifier("u", c)) for c, _ in columns
     )
-    arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(t)) for _, t in columns)
+    arrays = sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(t)) for _, t in columns)
     return sql.SQL("SELECT {values} FROM unnest({arrays}) AS u({names})").format(
         values=values, arrays=arrays, names=_names(columns)
     )
@@ -119,7 +119,7 @@ _INSERT_FEATURES: Final = sql.SQL("INSERT INTO feature_windows ({names}) {rows}"
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A window record as typed by the contract, and its value as received (kept as jsonb)."""
+    """A window record as typed by the contract, and its value as received (kept as json)."""
 
     record: DriftRecord | ErrorRecord
     raw: bytes
