@@ -57,11 +57,14 @@ class AggregateSettings(Section):
         "every feature and window kind together; split evenly (Bonferroni) over the tests a "
         "day of windows makes, which sets each test's level (appraise settings shows it)",
     )
-    prediction_retention_seconds: float = Field(
-        default=3_600.0,
+    prediction_retention_days: float = Field(
+        default=60.0,
         gt=0,
-        description="how long a prediction waits in the join table for its sale, in seconds "
-        "of event time",
+        le=3_650,
+        description="how long a prediction waits in the join table (on disk) for its sale, in "
+        "days of event time (the newest prediction of its partition minus its own); a later "
+        "sale counts as unmatched. Replaces prediction_retention_seconds (1 hour, in memory), "
+        "which the stream app no longer reads",
     )
     max_model_versions: int = Field(
         default=2, ge=1, le=16, description="model versions whose gauges are kept (newest first)"
@@ -104,3 +107,8 @@ class AggregateSettings(Section):
         if self.idle_seconds is not None:
             return self.idle_seconds
         return self.tumbling_seconds + self.allowed_lateness_seconds
+
+    @property
+    def prediction_retention_seconds(self) -> float:
+        """``prediction_retention_days`` in seconds."""
+        return self.prediction_retention_days * 86_400

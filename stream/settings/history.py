@@ -9,7 +9,7 @@ from psycopg import ProgrammingError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from stream.settings.sections import Section
+from stream.settings.sections import Section, secret_of
 
 
 class HistorySettings(Section):
@@ -90,12 +90,7 @@ class HistorySettings(Section):
 
     def secret(self) -> SecretStr | None:
         """The password, read from ``password_file`` when that is set."""
-        if self.password_file is not None:
-            try:
-                return SecretStr(Path(self.password_file).read_text().strip())
-            except OSError:
-                return None
-        return self.password
+        return secret_of(self.password, self.password_file)
 
     def conninfo(self) -> str:
         """The connection string with the password added (``dsn`` must be set)."""

@@ -17,6 +17,17 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
+def secret_of(value: SecretStr | None, file: Path | None) -> SecretStr | None:
+    """A secret given as a setting or as a file holding it: the file's content (stripped) when
+    ``file`` is set (None if it cannot be read), else ``value``."""
+    if file is not None:
+        try:
+            return SecretStr(Path(file).read_text().strip())
+        except OSError:
+            return None
+    return value
+
+
 class Section(BaseModel):
     """A frozen settings section that refuses unknown fields."""
 
@@ -90,12 +101,7 @@ class KafkaSettings(Section):
 
     def password(self) -> SecretStr | None:
         """The SASL password, read from ``sasl_password_file`` when that is set."""
-        if self.sasl_password_file is not None:
-            try:
-                return SecretStr(Path(self.sasl_password_file).read_text().strip())
-            except OSError:
-                return None
-        return self.sasl_password
+        return secret_of(self.sasl_password, self.sasl_password_file)
 
 
 class TopicSettings(Section):
