@@ -127,6 +127,15 @@ def up(
     live: Annotated[
         bool, typer.Option(help="show the live view (off a terminal: a status line every 10 s)")
     ] = True,
+    scorers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="scorer processes in one consumer group, at most APPRAISE_TOPICS__PARTITIONS; "
+            "metrics on APPRAISE_METRICS__SCORER_PORT and the next free ports",
+        ),
+    ] = 1,
     run_dir: Annotated[
         Path | None,
         typer.Option(
@@ -156,6 +165,7 @@ def up(
         history_dsn=history_dsn,
         profile=chosen,
         live=live,
+        scorers=scorers,
     )
     if run_dir is not None:
         options = dataclasses.replace(options, run_dir=run_dir)

@@ -1,5 +1,5 @@
 """Running the live view of ``appraise up``: :class:`LiveSources` says where to read from;
-:func:`run_live_view` reads, every ``interval_s``, the scorer's and the stream app's (aggregate)
+:func:`run_live_view` reads, every ``interval_s``, every scorer's and the stream app's (aggregate)
 ``/metrics`` pages and the alerts (Prometheus, else Alertmanager), all at once with short
 timeouts, and draws a ``rich.live.Live`` view on a terminal, elsewhere one plain status line
 every ``plain_every_s`` seconds. A source that does not answer is shown as down, never raised;
@@ -46,7 +46,8 @@ ALERTMANAGER = "alertmanager"
 class LiveSources:
     """Where the live view reads from."""
 
-    scorer_metrics_url: str  # e.g. http://127.0.0.1:9400/metrics
+    #: Part name -> its /metrics, e.g. {"scorer": "http://127.0.0.1:9400/metrics"}; summed.
+    scorer_metrics_urls: Mapping[str, str]
     aggregate_metrics_url: str  # e.g. http://127.0.0.1:9401/metrics (the stream app)
     prometheus_url: str | None = None  # base URL; firing+pending alerts from /api/v1/alerts
     alertmanager_url: str | None = None  # base URL; active alerts (/api/v2/alerts) if no prometheus
@@ -111,17 +112,25 @@ def _outcome(name: str, result: T | BaseException, down: dict[str, str]) -> T | 
 
 async def _refresh(session: aiohttp.ClientSession, sources: LiveSources, history: History) -> View:
     """Read every source at once (gather cancels them all if this is cancelled)."""
-    scorer, aggregate, alerts = await asyncio.gather(
-        _metrics(session, sources.scorer_metrics_url),
-        _metrics(session, sources.aggregate_metrics_url),
-        _alerts(session, sources),
-        return_exceptions=True,
+    scorer_names = list(sources.scorer_metrics_urls)
+    (aggregate, alerts), scorers = await asyncio.gather(
+        asyncio.gather(
+            _metrics(session, sources.aggregate_metrics_url),
+            _alerts(session, sources),
+            return_exceptions=True,
+        ),
+        asyncio.gather(
+            *(_metrics(session, url) for url in sources.scorer_metrics_urls.values()),
+            return_exceptions=True,
+        ),
     )
     down: dict[str, str] = {}
     alert_source = _alert_source(sources)
-    snapshot = Snapshot.from_families(
-        _outcome(SCORER, scorer, down), _outcome(AGGREGATE, aggregate, down)
-    )
+    pages = {
+        name: _outcome(SCORER if name == "scorer" else f"{name} metrics", page, down)
+        for name, page in zip(scorer_names, scorers, strict=True)
+    }
+    snapshot = Snapshot.from_pages(pages, _outcome(AGGREGATE, aggregate, down))
     alerts_now = _outcome(alert_source or "alerts", alerts, down)
     rates, recent = history.add(time.monotonic(), snapshot)
     try:

@@ -1,5 +1,6 @@
 """What the metric pages say at one moment: :class:`Snapshot` reads the parsed ``/metrics`` pages
-of the scorer and the stream app (aggregate) by the catalogue's names, with one
+of the scorers (summed over them, with each one's lag) and the stream app (aggregate) by the
+catalogue's names, with one
 :class:`WindowState` per closed window kind and model version; :func:`latest_window` picks the
 window the view shows and :func:`worst_features` its features with the highest drift score (PSI
 over the larger of the material threshold and its critical value: above 1 is drift, as the
@@ -8,6 +9,7 @@ stream app decides it). Pure: no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -68,6 +70,39 @@ class Snapshot:
     event_lag_buckets: tuple[tuple[float, float], ...] = ()  # (upper bound s, cumulative count)
     consumer_lag: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (who, topic)
     windows: tuple[WindowState, ...] = ()
+    #: Each scorer's records behind on listings (over its partitions; 0 for an idle one, None
+    #: where its page is down), by part name; only when there are several.
+    scorer_lag: Mapping[str, float | None] = field(default_factory=dict)
+    #: Each scorer's partitions held (0: an idle standby), by part name, as ``scorer_lag``.
+    scorer_partitions: Mapping[str, float | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_pages(
+        cls,
+        scorers: Mapping[str, Iterable[Metric] | None],
+        aggregate: Iterable[Metric] | None,
+    ) -> Snapshot:
+        """Read every scorer's page (part name -> its families, ``None`` where it did not
+        answer), summed as Prometheus's rules sum over instances, and the stream app's. The
+        scorers count as up only when every page answered: a sum with a page missing would
+        read as a counter reset."""
+        pages = {name: list(families or ()) for name, families in scorers.items()}
+        answered = all(families is not None for families in scorers.values()) and bool(scorers)
+        merged = [family for families in pages.values() for family in families]
+        snapshot = cls.from_families(merged if answered else None, aggregate)
+        if len(scorers) < 2:
+            return snapshot
+
+        def one(name: str, metric: str) -> float | None:
+            if scorers[name] is None:
+                return None
+            return sum(v for _, v in _samples(pages[name]).get(metric, ()))
+
+        return dataclasses.replace(
+            snapshot,
+            scorer_lag={n: one(n, names.CONSUMER_LAG.name) for n in scorers},
+            scorer_partitions={n: one(n, names.ASSIGNED_PARTITIONS.name) for n in scorers},
+        )
 
     @classmethod
     def from_families(
@@ -82,11 +117,15 @@ class Snapshot:
         for who, samples in (("scorer", s), ("aggregate", a)):
             for labels, value in samples.get(names.CONSUMER_LAG.name, ()):
                 lag[who, labels.get("topic", "?")] += value
-        buckets = sorted(
-            (float(labels["le"]), value)
-            for labels, value in s.get(names.EVENT_LAG.name + "_bucket", ())
-            if "le" in labels
-        )
+        # Summed by bound over the scorers' pages (one page: as it is).
+        by_bound: dict[float, float] = defaultdict(float)
+        for labels, value in s.get(names.EVENT_LAG.name + "_bucket", ()):
+            if "le" in labels:
+                by_bound[float(labels["le"])] += value
+        buckets = sorted(by_bound.items())
+        dead_letters: dict[str, float] = defaultdict(float)
+        for labels, value in s.get(names.SCORING_ERRORS.name, ()):
+            dead_letters[labels.get("reason", "?")] += value
         return cls(
             scorer_up=scorer is not None,
             aggregate_up=aggregate is not None,
@@ -94,12 +133,9 @@ class Snapshot:
                 (lb["version"] for lb, _ in s.get(names.MODEL_INFO.name, ()) if "version" in lb),
                 None,
             ),
-            events_consumed=_single(s, names.EVENTS_CONSUMED.name),
+            events_consumed=_sum(s, names.EVENTS_CONSUMED.name),
             predictions=None if predictions is None else sum(v for _, v in predictions),
-            dead_letters={
-                labels.get("reason", "?"): value
-                for labels, value in s.get(names.SCORING_ERRORS.name, ())
-            },
+            dead_letters=dict(dead_letters),
             event_lag_buckets=tuple(buckets),
             consumer_lag=dict(lag),
             windows=_windows(a),
@@ -118,9 +154,9 @@ def _samples(families: Iterable[Metric]) -> _Samples:
     return out
 
 
-def _single(samples: _Samples, name: str) -> float | None:
+def _sum(samples: _Samples, name: str) -> float | None:
     found = samples.get(name)
-    return None if not found else found[0][1]
+    return None if not found else sum(value for _, value in found)
 
 
 def _windows(samples: _Samples) -> tuple[WindowState, ...]:

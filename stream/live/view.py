@@ -76,6 +76,9 @@ def plain_line(view: View) -> str:
         if window.causes:
             text += ", likely causes " + ", ".join(name for name, _ in window.causes)
         parts.append(text)
+    each = scorer_lags(view.snapshot)
+    if each is not None:
+        parts.append(f"lag {each}")
     if view.alerts_configured:
         parts.append(f"alerts: {_alert_summary(view.alerts)}")
     if view.down:
@@ -94,6 +97,21 @@ def _alert_summary(alerts: Sequence[Alert] | None) -> str:
     return ", ".join(
         f"{name} {state}" + (f" x{n}" if n > 1 else "") for (name, state), n in counts.items()
     )
+
+
+def scorer_lags(snapshot: Snapshot) -> str | None:
+    """Each scorer's lag, when there are several: ``scorer 8, scorer-2 0 (idle), scorer-3
+    down`` (idle: it holds no partition, a standby)."""
+    if not snapshot.scorer_lag:
+        return None
+
+    def one(name: str, records: float | None) -> str:
+        if records is None:
+            return f"{name} down"
+        idle = " (idle)" if snapshot.scorer_partitions.get(name) == 0 else ""
+        return f"{name} {records:,.0f}{idle}"
+
+    return ", ".join(one(name, records) for name, records in snapshot.scorer_lag.items())
 
 
 def render(view: View) -> RenderableType:
@@ -117,6 +135,9 @@ def render(view: View) -> RenderableType:
         records, topic = max(lags)
         most = f", most on {topic}" if len(lags) > 1 and records > 0 else ""
         flow.add_row(f"consumer lag ({who})", f"{sum(r for r, _ in lags):,.0f} records{most}")
+    each = scorer_lags(snap)
+    if each is not None:
+        flow.add_row("lag by scorer", each)
 
     window = latest_window(snap)
     preds = _table("predictions", "quantile", "window", "reference", "shift")

@@ -4,6 +4,7 @@ is known to be ready, and the settings every child is given."""
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from stream.aggregate.windows import window_specs
+from stream.errors import ConfigError
 from stream.ops.profiles import Profile
 from stream.settings import Settings
 
@@ -37,6 +39,9 @@ class Part:
         said: the line printed once it is ready.
         ready_timeout_s: how long it may take to be ready.
         urls: label -> URL, shown by the live view.
+        env: ``APPRAISE_*`` settings of this part alone, over the run's (a scorer's port).
+        metrics: where the part is scraped (``host:port``), for a scorer: the live view and
+            Prometheus's file_sd file read every scorer's.
     """
 
     name: str
@@ -45,6 +50,8 @@ class Part:
     said: str
     ready_timeout_s: float = 60.0
     urls: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    metrics: str | None = None
 
 
 def appraise_argv(*args: str) -> list[str]:
@@ -52,22 +59,92 @@ def appraise_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "stream", *args]
 
 
-def service_parts(settings: Settings, profile: Profile, ready_timeout_s: float) -> list[Part]:
-    """The scorer and the stream app, each ready when its ``/readyz`` answers 200."""
+def scorer_name(index: int) -> str:
+    """The part name of the ``index``-th scorer (from 1): ``scorer``, ``scorer-2``, ..."""
+    return "scorer" if index == 1 else f"scorer-{index}"
+
+
+def check_scorers(settings: Settings, count: int) -> None:
+    """ConfigError unless 1 <= ``count`` <= the partitions of the topics (more would idle)."""
+    partitions = settings.topics.partitions
+    if not 1 <= count <= partitions:
+        raise ConfigError(
+            f"--scorers {count}: between 1 and the listings topic's partitions, "
+            f"APPRAISE_TOPICS__PARTITIONS={partitions} (a scorer beyond that gets no partition); "
+            "raise APPRAISE_TOPICS__PARTITIONS or run fewer scorers"
+        )
+
+
+def scorer_ports(settings: Settings, count: int) -> list[int]:
+    """The metrics ports of ``count`` scorers: ``metrics.scorer_port`` and, after it, the next
+    ports free now and not set for another part; or, when it is 0, free ports."""
+    check_scorers(settings, count)
+    metrics, monitoring = settings.metrics, settings.monitoring
+    taken = {metrics.aggregate_port, metrics.history_port, settings.serve.port}
+    taken |= {settings.broker.port, monitoring.prometheus_port, monitoring.alertmanager_port}
+    taken |= {monitoring.webhook_port}
+    if metrics.scorer_port == 0:
+        return [_free_port(metrics.host) for _ in range(count)]
+    ports, port = [metrics.scorer_port], metrics.scorer_port
+    while len(ports) < count:
+        port += 1
+        if port > 65_535:
+            raise ConfigError(
+                f"no {count} free ports from APPRAISE_METRICS__SCORER_PORT={metrics.scorer_port}"
+            )
+        if port not in taken and _is_free(metrics.host, port):
+            ports.append(port)
+    return ports
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def scorer_parts(settings: Settings, count: int, ready_timeout_s: float) -> list[Part]:
+    """``count`` scorers in one consumer group, each on its own metrics port (passed in its
+    environment), each ready when its ``/readyz`` answers 200 (partitions held, or idle)."""
+    host = settings.metrics.host
+    parts = []
+    for index, port in enumerate(scorer_ports(settings, count), start=1):
+        name, url = scorer_name(index), f"http://{host}:{port}"
+        parts.append(
+            Part(
+                name,
+                appraise_argv("score"),
+                f"{url}/readyz",
+                f"{name:<10} ready; metrics {url}/metrics, health {url}/readyz"
+                + (f" (group {settings.scorer.group_id})" if count > 1 else ""),
+                ready_timeout_s,
+                {name: f"{url}/metrics"},
+                env={"APPRAISE_METRICS__SCORER_PORT": str(port)},
+                metrics=f"{host}:{port}",
+            )
+        )
+    return parts
+
+
+def service_parts(
+    settings: Settings, profile: Profile, ready_timeout_s: float, scorers: int = 1
+) -> list[Part]:
+    """The scorers and the stream app, each ready when its ``/readyz`` answers 200."""
     metrics = settings.metrics
-    scorer = f"http://{metrics.host}:{metrics.scorer_port}"
     aggregate = f"http://{metrics.host}:{metrics.aggregate_port}"
     windows = settings.aggregate
     kinds = ", ".join(spec.name for spec in window_specs(windows))
     return [
-        Part(
-            "scorer",
-            appraise_argv("score"),
-            f"{scorer}/readyz",
-            f"scorer     ready; metrics {scorer}/metrics, health {scorer}/readyz",
-            ready_timeout_s,
-            {"scorer": f"{scorer}/metrics"},
-        ),
+        *scorer_parts(settings, scorers, ready_timeout_s),
         Part(
             "aggregate",
             appraise_argv("aggregate"),

@@ -39,6 +39,7 @@ from stream.ops.parts import (
     Part,
     Say,
     appraise_argv,
+    check_scorers,
     history_part,
     monitoring_binaries,
     service_parts,
@@ -67,6 +68,7 @@ class UpOptions:
     http: bool = False  # also the HTTP price service, with a second producer sending to it
     history: bool = False  # also the history sink, into a local PostgreSQL unless history_dsn
     history_dsn: str | None = None  # an existing PostgreSQL (the password from the env or a file)
+    scorers: int = 1  # scorer processes in one group: 1..topics.partitions
     run_dir: Path = field(default_factory=lambda: Path("runs") / compact_stamp())
 
 
@@ -79,6 +81,7 @@ async def run_up(
 ) -> None:
     """Run everything until ``stop`` is set or a part fails (ChildFailed)."""
     settings = with_profile(settings, options.profile)
+    check_scorers(settings, options.scorers)  # before anything starts
     options.run_dir.mkdir(parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as stack:
         settings = await _broker(settings, options, stack, say)
@@ -88,26 +91,35 @@ async def run_up(
         # The receiver stops after the parts (the stack unwinds in reverse): it records what
         # Alertmanager sends until Alertmanager is gone.
         receiver = await _receiver(settings, options, stack, console, say)
-        supervisor = Supervisor(
-            options.run_dir, settings_env(settings), settings.service.drain_deadline_s
-        )
+        env = settings_env(settings)
+        supervisor = Supervisor(options.run_dir, env, settings.service.drain_deadline_s)
         stack.push_async_callback(supervisor.stop_all)
         urls: dict[str, str] = {}
+        scorers: dict[str, str] = {}  # part name -> its /metrics, for the live view
         for part in plan(settings, options, receiver, say):
-            await supervisor.start(
-                part.name,
-                part.argv,
-                ready=None if part.ready_url is None else _ready(part.ready_url),
-                ready_timeout_s=part.ready_timeout_s,
-            )
+            # The part's own settings over the run's (each scorer's port); read at the spawn.
+            supervisor.env = {**env, **part.env}
+            try:
+                await supervisor.start(
+                    part.name,
+                    part.argv,
+                    ready=None if part.ready_url is None else _ready(part.ready_url),
+                    ready_timeout_s=part.ready_timeout_s,
+                )
+            finally:
+                supervisor.env = dict(env)
             say(part.said)
             urls.update(part.urls)
+            if part.metrics is not None:
+                scorers[part.name] = f"http://{part.metrics}/metrics"
         if receiver is not None:
             urls["alerts file"] = str(receiver.path)
         say(f"logs       {options.run_dir}/")
         say(f"report     appraise report --window {_tumbling(settings)} (another terminal)")
         say("Ctrl-C stops everything.")
-        await _until_stopped(settings, options, supervisor, receiver, urls, stop, console)
+        await _until_stopped(
+            settings, options, supervisor, receiver, (urls, scorers), stop, console
+        )
         parts = [c.name for c in reversed(supervisor.children)]
         parts += ["webhook receiver"] if receiver is not None else []
         parts += ["postgres"] if options.history and options.history_dsn is None else []
@@ -121,7 +133,8 @@ def plan(
     """The child processes of a run, in start order: the scorer, the stream app, Alertmanager
     and Prometheus (when ``receiver`` runs: monitoring is on and its binaries were found), the
     producer."""
-    parts = service_parts(settings, options.profile, SCORER_READY_TIMEOUT_S)
+    parts = service_parts(settings, options.profile, SCORER_READY_TIMEOUT_S, options.scorers)
+    scorers = {part.name: part.metrics for part in parts if part.metrics is not None}
     serve = settings.serve
     api = f"http://{serve.host}:{serve.port}"
     if options.http:
@@ -142,13 +155,14 @@ def plan(
         binaries = monitoring_binaries(settings)
         metrics = settings.metrics
         endpoints = Endpoints(
-            scorer=f"{metrics.host}:{metrics.scorer_port}",
+            scorer=next(iter(scorers.values())),
             aggregate=f"{metrics.host}:{metrics.aggregate_port}",
             prometheus=f"{monitoring.host}:{monitoring.prometheus_port}",
             alertmanager=f"{monitoring.host}:{monitoring.alertmanager_port}",
             webhook=f"{monitoring.host}:{receiver.port}",
             api=f"{serve.host}:{serve.port}" if options.http else None,
             history=f"{metrics.host}:{metrics.history_port}" if options.history else None,
+            scorers=scorers,  # a file_sd file: every scorer, labelled with its part name
         )
         configs = write_configs(
             options.run_dir / "config",
@@ -191,8 +205,8 @@ def plan(
     elif options.prometheus_url is not None:
         metrics = settings.metrics
         say(
-            f"prometheus using {options.prometheus_url}: have it scrape {metrics.host}:"
-            f"{metrics.scorer_port} and {metrics.host}:{metrics.aggregate_port}"
+            f"prometheus using {options.prometheus_url}: have it scrape "
+            f"{', '.join(scorers.values())} and {metrics.host}:{metrics.aggregate_port}"
             + (f" and {metrics.host}:{metrics.history_port}" if options.history else "")
             + " with the rules in prometheus/rules/"
         )
@@ -319,11 +333,13 @@ async def _until_stopped(
     options: UpOptions,
     supervisor: Supervisor,
     receiver: WebhookReceiver | None,
-    urls: dict[str, str],
+    shown: tuple[dict[str, str], dict[str, str]],
     stop: asyncio.Event,
     console: Console | None,
 ) -> None:
-    """Wait for ``stop`` or a dead child (raised as ChildFailed), showing the live view."""
+    """Wait for ``stop`` or a dead child (raised as ChildFailed), showing the live view of
+    ``shown``: the URLs to list, and each scorer's /metrics."""
+    urls, scorers = shown
     live_done = asyncio.Event()
     waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(supervisor.wait_for_failure())}
     waits.add(asyncio.ensure_future(stop.wait()))
@@ -331,7 +347,7 @@ async def _until_stopped(
         metrics = settings.metrics
         prometheus = urls.get("prometheus", options.prometheus_url)
         sources = LiveSources(
-            scorer_metrics_url=f"http://{metrics.host}:{metrics.scorer_port}/metrics",
+            scorer_metrics_urls=scorers,
             aggregate_metrics_url=f"http://{metrics.host}:{metrics.aggregate_port}/metrics",
             prometheus_url=prometheus,
             alertmanager_url=urls.get("alertmanager"),

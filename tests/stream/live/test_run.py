@@ -88,7 +88,7 @@ async def test_plain_lines_from_live_servers_with_one_source_down() -> None:
         _silent_server() as silent_url,
     ):
         sources = LiveSources(
-            scorer_metrics_url=f"{scorer_url}/metrics",
+            scorer_metrics_urls={"scorer": f"{scorer_url}/metrics"},
             aggregate_metrics_url=f"{aggregate_url}/metrics",
             prometheus_url=silent_url,
         )
@@ -133,7 +133,7 @@ async def test_the_terminal_view_from_live_servers_with_alertmanager() -> None:
         ) as aggregate_url,
     ):
         sources = LiveSources(
-            scorer_metrics_url=f"{scorer_url}/metrics",
+            scorer_metrics_urls={"scorer": f"{scorer_url}/metrics"},
             aggregate_metrics_url=f"{aggregate_url}/nope",
             alertmanager_url=aggregate_url,
             notifications=notifications,
@@ -152,3 +152,38 @@ async def test_the_terminal_view_from_live_servers_with_alertmanager() -> None:
     text = out.getvalue()
     assert "HTTP 404" in text  # the aggregate page's wrong path: down, not raised
     assert "RuntimeError" in text  # the failing notifications callback: down, not raised
+
+
+async def test_two_scorers_pages_are_read_and_each_lag_shown() -> None:
+    busy, busy_page = _scraped_scorer()
+    busy.keep_only_partitions([("listings", 0)])
+    busy.set_lag("listings", 0, 12)
+    idle = scorer_metrics()
+    idle.keep_only_partitions([])
+    aggregate = aggregate_metrics()
+    out = io.StringIO()
+    console = Console(file=out)
+    async with (
+        _serve({"/metrics": busy_page}) as busy_url,
+        _serve({"/metrics": lambda: generate_latest(idle.registry)}) as idle_url,
+        _serve({"/metrics": lambda: generate_latest(aggregate.registry)}) as aggregate_url,
+    ):
+        sources = LiveSources(
+            scorer_metrics_urls={
+                "scorer": f"{busy_url}/metrics",
+                "scorer-2": f"{idle_url}/metrics",
+            },
+            aggregate_metrics_url=f"{aggregate_url}/metrics",
+        )
+        stop = asyncio.Event()
+        view = asyncio.create_task(
+            run_live_view(sources, stop, console=console, interval_s=0.05, plain_every_s=0.0)
+        )
+        await until(lambda: "\n" in out.getvalue() or view.done(), 15, "a plain line", out.getvalue)
+        stop.set()
+        await asyncio.wait_for(view, timeout=5)
+        assert view.exception() is None
+    line = out.getvalue().splitlines()[0]
+    assert re.match(r"\d\d:\d\d:\d\d in [1-9]\d*\.\d/s out [1-9]\d*\.\d/s ", line), line
+    assert "| lag scorer 12, scorer-2 0 (idle)" in line
+    assert "down" not in line
