@@ -78,8 +78,10 @@ class Supervisor:
         *,
         ready: Callable[[], Awaitable[None]] | None = None,
         ready_timeout_s: float = 60.0,
+        env: Mapping[str, str] | None = None,
     ) -> Child:
-        """Launch a child and, if ``ready`` is given, wait for it (or for the child to die)."""
+        """Launch a child and, if ``ready`` is given, wait for it (or for the child to die);
+        ``env`` is laid over the run's environment for this child only."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         child = Child(name, list(argv), self.run_dir / f"{name}.log")
         child._log = child.log_path.open("ab")
@@ -88,7 +90,7 @@ class Supervisor:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=child._log,
             stderr=asyncio.subprocess.STDOUT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             # Own process group: a Ctrl-C in the terminal reaches only the supervisor, which then
             # stops the children in order (the scorer before the broker it commits to).
             start_new_session=True,

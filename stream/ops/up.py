@@ -91,23 +91,20 @@ async def run_up(
         # The receiver stops after the parts (the stack unwinds in reverse): it records what
         # Alertmanager sends until Alertmanager is gone.
         receiver = await _receiver(settings, options, stack, console, say)
-        env = settings_env(settings)
-        supervisor = Supervisor(options.run_dir, env, settings.service.drain_deadline_s)
+        supervisor = Supervisor(
+            options.run_dir, settings_env(settings), settings.service.drain_deadline_s
+        )
         stack.push_async_callback(supervisor.stop_all)
         urls: dict[str, str] = {}
         scorers: dict[str, str] = {}  # part name -> its /metrics, for the live view
         for part in plan(settings, options, receiver, say):
-            # The part's own settings over the run's (each scorer's port); read at the spawn.
-            supervisor.env = {**env, **part.env}
-            try:
-                await supervisor.start(
-                    part.name,
-                    part.argv,
-                    ready=None if part.ready_url is None else _ready(part.ready_url),
-                    ready_timeout_s=part.ready_timeout_s,
-                )
-            finally:
-                supervisor.env = dict(env)
+            await supervisor.start(
+                part.name,
+                part.argv,
+                ready=None if part.ready_url is None else _ready(part.ready_url),
+                ready_timeout_s=part.ready_timeout_s,
+                env=part.env,  # the part's own settings over the run's (each scorer's port)
+            )
             say(part.said)
             urls.update(part.urls)
             if part.metrics is not None:
