@@ -12,12 +12,16 @@ Agents (each one stream over all its assigned partitions):
     one record per closed window to ``prediction-windows`` and the gauges.
 ``store-predictions`` / ``join-sales``
     ``predictions`` and ``sales`` are co-partitioned (keyed by listing_id, same partition count):
-    the first keeps each listing's latest prediction in a table (with a retention), the second
-    looks the sale up and sends the pair to ``<app id>-errors-by-model``, re-keyed by version.
+    the first keeps each listing's latest prediction in a table on disk (RocksDB, one database
+    per partition; ``prediction_retention_days`` of event time, 60 by default), the second looks
+    the sale up and sends the pair to ``<app id>-errors-by-model``, re-keyed by version.
     They read their own topics at their own pace: the scorer never waits for them, and their
     lag is exported (``appraise_consumer_lag_records``).
 ``aggregate-errors``
     realised error (MAE, MAPE) per window of sale time.
+``expire-predictions`` (a timer, every ``SWEEP_S``)
+    deletes the join table's predictions past the retention, a tombstone each on the changelog
+    (a recovering worker forgets them too): a scan, not an index (``stream.aggregate.join``).
 ``idle-ticks`` (a timer, every second)
     sends a tick, keyed by model version, to the two internal topics for every version whose
     stream is silent (``idle_seconds``) or whose restored watermark is beyond the cap: the agent
@@ -26,8 +30,9 @@ Agents (each one stream over all its assigned partitions):
     ones. Panes and sales beyond this clock plus ``event_time_skew_s`` are dropped and counted.
 
 Window state lives in faust tables (memory store, changelog-backed): a restarted worker reads the
-changelogs back and continues its open windows. On the embedded broker (Tansu) the changelog is
-read only up to its wrong end offset (docs/embedded-kafka.md), so the newest few table updates
+changelogs back and continues its open windows; the join table's store is on disk (and rebuilt
+from its changelog too: ``stream.aggregate.config``). On the embedded broker (Tansu) the changelog
+is read only up to its wrong end offset (docs/embedded-kafka.md), so the newest few table updates
 before a restart can be lost; on Apache Kafka recovery is exact.
 """
 
@@ -44,8 +49,8 @@ import orjson
 
 from stream.aggregate._faust import faust
 from stream.aggregate.aggregator import ErrorWindows, PaneWindows
-from stream.aggregate.config import faust_settings
-from stream.aggregate.join import Retention, StoredPrediction
+from stream.aggregate.config import faust_settings, join_store
+from stream.aggregate.join import EventClock, StoredPrediction, sweep
 from stream.aggregate.metrics import AggregateMetrics
 from stream.aggregate.timed import Outcome
 from stream.aggregate.windows import window_specs
@@ -63,6 +68,8 @@ log = logging.getLogger(__name__)
 LAG_REFRESH_S: Final = 1.0
 #: How often silent streams are looked for (and ticked), in seconds.
 IDLE_TICK_S: Final = 1.0
+#: How often the join table is swept for predictions past the retention, in seconds.
+SWEEP_S: Final = 600.0
 #: The value of a tick record on the internal topics (a pane or a joined sale is JSON).
 IDLE_TICK: Final = b"appraise/idle-tick"
 # A table key no record uses: the tombstones that seal the changelogs on stop.
@@ -114,8 +121,8 @@ class AggregateApp(Component):
         self.errors_by_model = app.topic(f"{agg.app_id}-errors-by-model", internal=True, **raw)
         self.windows_topic = app.topic(topics.windows, **raw)
 
-        def table(name: str) -> Any:
-            return app.Table(name, default=None, key_type=str, value_type=str)
+        def table(name: str, **store: Any) -> Any:
+            return app.Table(name, default=None, key_type=str, value_type=str, **store)
 
         specs, skew = window_specs(agg), settings.event_time_skew_s
         self.pane_windows = PaneWindows(
@@ -130,9 +137,11 @@ class AggregateApp(Component):
             skew_s=skew,
             idle_s=agg.idle_after_seconds,
         )
-        self.recent = table("recent-predictions")
-        self.retention = Retention(agg.prediction_retention_seconds, settings.event_time_skew_s)
-        self.recent.on_recover(self._rebuild_retention)
+        self.recent = table("recent-predictions", **join_store("recent-predictions"))
+        self.join_clock = EventClock(agg.prediction_retention_seconds, settings.event_time_skew_s)
+        self._sweeping = asyncio.Lock()
+        #: Predictions deleted by the sweeps of this instance.
+        self.expired = 0
         self._sources: set[str] = set()
         if agg.windows_enabled:
             app.agent(self.panes_topic, name="route-panes")(self._route_panes)
@@ -147,6 +156,7 @@ class AggregateApp(Component):
                 topics.sales,
                 self.errors_by_model.get_topic_name(),
             }
+            app.timer(SWEEP_S, name="expire-predictions")(self.expire_predictions)
         app.timer(LAG_REFRESH_S, name="refresh-lag")(self._refresh_lag)
         app.timer(IDLE_TICK_S, name="idle-ticks")(self._idle_ticks)
         self._next_offsets: dict[tuple[str, int], int] = {}
@@ -245,12 +255,7 @@ class AggregateApp(Component):
             partition = event.message.partition
             stored = StoredPrediction.of(prediction, partition)
             self.recent[prediction.listing_id] = orjson.dumps(stored.to_list()).decode()
-            self.retention.note(partition, prediction.listing_id, stored.event_time)
-            for key, noted in self.retention.due(partition):
-                current = self.recent.get(key)
-                # A newer prediction of the same listing replaced it: that one has its own turn.
-                if current is not None and _stored(current).event_time == noted:
-                    del self.recent[key]
+            self.join_clock.note(partition, stored.event_time)
             self.metrics.predictions_stored.inc()
 
     async def _join_sales(self, stream: faust.StreamT[bytes]) -> None:
@@ -263,10 +268,11 @@ class AggregateApp(Component):
                 log.warning("sale not joined: %s", exc)
                 continue
             current = self.recent.get(sale.listing_id)
-            if current is None:
+            stored = None if current is None else _stored(current)
+            # Past the retention but not swept yet: expired all the same.
+            if stored is None or self.join_clock.expired(stored.partition, stored.event_time):
                 self.metrics.sales_unmatched.inc()
                 continue
-            stored = _stored(current)
             self.metrics.sales_joined.inc()
             joined = {
                 "sale_time": sale.event_time.timestamp(),
@@ -366,14 +372,24 @@ class AggregateApp(Component):
             if watermark is not None and version in self.metrics.model_versions:
                 self.metrics.watermark.labels(version).set(watermark)
 
-    async def _rebuild_retention(self) -> None:
-        entries = []
-        for key, value in list(self.recent.items()):
-            try:
-                entries.append((key, _stored(value)))
-            except (DataError, orjson.JSONDecodeError):
-                log.warning("join table entry %r is not a prediction", key)
-        self.retention.rebuild(entries)
+    async def expire_predictions(self) -> int:
+        """Delete the join table's predictions past the retention (``expire-predictions``), a
+        tombstone each on the changelog, in the databases of its active partitions (a standby
+        copy gets the tombstones); how many (``stream.aggregate.join.sweep``)."""
+        store: Any = self.recent.data  # faust's RocksDB store: its databases by partition
+        topic = self.recent.changelog_topic.get_topic_name()
+        actives = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
+        def tombstone(partition: int, key: bytes) -> None:
+            self.recent.send_changelog(partition, key, None, "raw", "raw")
+
+        async with self._sweeping:
+            databases = [(p, db) for p, db in sorted(store._dbs.items()) if p in actives]
+            deleted = await sweep(databases, self.join_clock, tombstone, skip=store.offset_key)
+        self.expired += deleted
+        if deleted:
+            log.info("%d predictions past the retention deleted from the join table", deleted)
+        return deleted
 
 
 def _stored(text: str) -> StoredPrediction:
