@@ -21,7 +21,6 @@ frees the space.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -192,44 +191,3 @@ async def sweep(
             start = step.next_key
             await asyncio.sleep(0)
     return deleted
-
-
-class Retention:
-    """An in-memory heap of every stored key by event time, per partition: the join table's
-    expiry before it moved to disk (a million keys cost 100+ MB in it). Not used by the app;
-    kept while ``tests/stream/aggregate/test_state.py`` still exercises it."""
-
-    def __init__(self, seconds: float, skew_s: float = math.inf) -> None:
-        self.clock = EventClock(seconds, skew_s)
-        self._heaps: dict[int, list[tuple[float, str]]] = {}
-
-    def note(self, partition: int, key: str, event_time: float, now: float | None = None) -> None:
-        """Record that ``key`` was stored in ``partition`` with ``event_time``."""
-        heapq.heappush(self._heaps.setdefault(partition, []), (event_time, key))
-        self.clock.note(partition, event_time, now)
-
-    def due(self, partition: int) -> list[tuple[str, float]]:
-        """Pop the keys of ``partition`` older than the retention: (key, noted event time)."""
-        heap = self._heaps.get(partition, [])
-        horizon, out = self.clock.horizon(partition), []
-        while heap and heap[0][0] < horizon:
-            event_time, key = heapq.heappop(heap)
-            out.append((key, event_time))
-        return out
-
-    def forget(self, partitions: Iterable[int]) -> None:
-        """Drop what is known of revoked ``partitions``."""
-        partitions = list(partitions)
-        for partition in partitions:
-            self._heaps.pop(partition, None)
-        self.clock.forget(partitions)
-
-    def rebuild(self, entries: Iterable[tuple[str, StoredPrediction]]) -> None:
-        """Start over from the table's entries."""
-        self._heaps.clear()
-        self.clock = EventClock(self.clock.seconds, self.clock.skew_s)
-        for key, stored in entries:
-            self.note(stored.partition, key, stored.event_time)
-
-    def __len__(self) -> int:
-        return sum(len(heap) for heap in self._heaps.values())

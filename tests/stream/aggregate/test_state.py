@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stream.aggregate.join import Retention, StoredPrediction
+from stream.aggregate.join import StoredPrediction
 from stream.aggregate.state import ErrorPane, PaneState, pane_state_key, partial_digest
 from stream.contract.panes import FORMAT, decode_pane
 from stream.errors import DataError
@@ -81,29 +81,3 @@ def test_stored_prediction_round_trips() -> None:
     assert StoredPrediction.from_list(stored.to_list()) == stored
     with pytest.raises(DataError):
         StoredPrediction.from_list({"price": 1})
-
-
-def test_retention_expires_by_event_time_per_partition() -> None:
-    retention = Retention(seconds=100.0)
-    retention.note(0, "a", 1_000.0)
-    retention.note(0, "b", 1_050.0)
-    retention.note(1, "c", 1_000.0)
-    assert retention.due(0) == []
-    retention.note(0, "d", 1_120.0)  # newest 1120: "a" (1000) is older than 100 s
-    assert retention.due(0) == [("a", 1_000.0)]
-    assert retention.due(1) == []  # partition 1 has seen nothing newer
-    retention.rebuild([("x", StoredPrediction(1.0, "v1", 10.0, 2))])
-    assert len(retention) == 1
-    assert retention.due(0) == []
-    retention.forget([2])
-    assert len(retention) == 0
-
-
-def test_a_prediction_from_the_future_does_not_expire_the_others() -> None:
-    now = 1_800_000_000.0
-    retention = Retention(seconds=3_600.0, skew_s=300.0)
-    retention.note(0, "a", now - 3_000, now)
-    retention.note(0, "future", 32_503_680_000.0, now)  # 3000-01-01
-    assert retention.due(0) == []  # the newest time counts as now + 300 s at most
-    retention.note(0, "b", now + 700, now + 700)  # real time moves on: "a" is 3,700 s old
-    assert retention.due(0) == [("a", now - 3_000)]
