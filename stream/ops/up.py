@@ -261,7 +261,7 @@ async def _database(
         history = settings.history.model_copy(update={"dsn": options.history_dsn})
         say(f"history    using {history.where()}")
         return settings.model_copy(update={"history": history})
-    server = LocalPostgres(options.run_dir / "postgres", host=settings.metrics.host)
+    server = LocalPostgres(options.run_dir / "postgres")  # on 127.0.0.1: for this machine only
     await stack.enter_async_context(server)
     history = settings.history.model_copy(
         update={"dsn": server.dsn, "password": None, "password_file": server.password_file}
