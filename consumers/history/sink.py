@@ -75,6 +75,13 @@ class HistorySink(Component):
         self.written = Written()
         """Totals of this run (tests and the benchmark read them)."""
         self.skipped = 0
+        self.fetched = 0
+        """Records taken from the topic (written, skipped or superseded in their batch)."""
+        self.batches = 0
+        self.busy_from: float | None = None
+        """``time.perf_counter()`` when the first fetch with records came back."""
+        self.busy_until = 0.0
+        """``time.perf_counter()`` when the last batch was committed."""
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -145,6 +152,8 @@ class HistorySink(Component):
         self, consumer: AIOKafkaConsumer, fetched: Mapping[TopicPartition, list[Any]]
     ) -> bool:
         """Write one fetch and commit it; False when stopped before it could be written."""
+        if self.busy_from is None:
+            self.busy_from = time.perf_counter()
         items: list[Incoming] = []
         for tp, messages in fetched.items():
             for message in messages:
@@ -173,6 +182,9 @@ class HistorySink(Component):
             on_retry=self.metrics.retries.inc,
         ):
             self._committed.update(offsets)
+        self.fetched += sum(len(messages) for messages in fetched.values())
+        self.batches += 1
+        self.busy_until = time.perf_counter()
         return True
 
     def _skip(self, reason: str, where: str, detail: str) -> None:

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from consumers.history.metrics import HistoryMetrics
@@ -122,42 +120,19 @@ def _error_record(drift: Mapping[str, Any], start: datetime, end: datetime, i: i
     )
 
 
-class TimedSink(HistorySink):
-    """The real sink, noting when its first fetch with records came back and when each fetch's
-    commit was done (the bench reads them; the sink's own code runs unchanged)."""
-
-    def __init__(self, settings: Settings, metrics: HistoryMetrics) -> None:
-        super().__init__(settings, metrics)
-        self.first_fetch: float | None = None
-        self.last_commit = 0.0
-        self.handled = 0
-        self.batches = 0
-
-    async def _handle(
-        self, consumer: AIOKafkaConsumer, fetched: Mapping[TopicPartition, list[Any]]
-    ) -> bool:
-        if self.first_fetch is None:
-            self.first_fetch = time.perf_counter()
-        done = await super()._handle(consumer, fetched)
-        self.last_commit = time.perf_counter()
-        self.handled += sum(len(messages) for messages in fetched.values())
-        self.batches += 1
-        return done
-
-
 async def write_records(settings: Settings, records: Sequence[tuple[bytes, bytes]]) -> Written:
     """Publish ``records`` to ``settings.topics.windows`` (created by the caller), then run a
-    :class:`TimedSink` on it (a fresh group, ``settings.history`` for the database) until all
+    :class:`HistorySink` on it (a fresh group, ``settings.history`` for the database) until all
     are written and committed."""
     chunks = [records[i : i + _CHUNK] for i in range(0, len(records), _CHUNK)]
     await publish_chunks(settings, settings.topics.windows, chunks)
     registry = CollectorRegistry()
-    sink = TimedSink(settings, HistoryMetrics(registry, with_process_collectors=False))
+    sink = HistorySink(settings, HistoryMetrics(registry, with_process_collectors=False))
     async with sink:
         task = asyncio.ensure_future(sink.run())
         try:
             await until(
-                lambda: sink.handled >= len(records) or task.done(),
+                lambda: sink.fetched >= len(records) or task.done(),
                 "the history sink writing its records",
                 WRITE_TIMEOUT_S,
             )
@@ -173,7 +148,7 @@ async def write_records(settings: Settings, records: Sequence[tuple[bytes, bytes
         drift=sink.written.records["drift"],
         errors=sink.written.records["realised_error"],
         feature_rows=sink.written.rows["feature_windows"],
-        seconds=max(sink.last_commit - (sink.first_fetch or sink.last_commit), 1e-6),
+        seconds=max(sink.busy_until - (sink.busy_from or sink.busy_until), 1e-6),
         write_seconds=write_s,
         batches=sink.batches,
     )
