@@ -108,11 +108,6 @@ class EventClock:
         """Whether a prediction of ``partition`` with ``event_time`` is past the retention."""
         return event_time < self.horizon(partition)
 
-    def forget(self, partitions: Iterable[int]) -> None:
-        """Drop what is known of revoked ``partitions``."""
-        for partition in partitions:
-            self._newest.pop(partition, None)
-
 
 @dataclass
 class SweepStep:

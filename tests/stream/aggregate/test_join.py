@@ -42,8 +42,6 @@ def test_the_clock_expires_by_the_newest_event_time_of_each_partition() -> None:
     assert clock.expired(0, 939 * DAY)
     assert not clock.expired(0, 955 * DAY)  # 45 days old
     assert not clock.expired(1, 0.0)  # partition 1 has seen nothing
-    clock.forget([0])
-    assert clock.horizon(0) == -math.inf
 
 
 def test_a_prediction_from_the_future_does_not_move_the_clock_beyond_now_and_skew() -> None:
