@@ -34,6 +34,7 @@ def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         timeout=60,
         env=env,
         check=False,
+        preexec_fn=die_with_parent_fn(),
     )
 
 

@@ -23,6 +23,7 @@ from stream.aggregate.service import new_metrics
 from stream.kafka.clients import make_consumer, make_producer
 from stream.kafka.topics import TopicSpec, delete_topics, ensure_topics
 from stream.model.profile import ReferenceProfile
+from stream.service.process import die_with_parent_fn
 from stream.settings import KafkaSettings, Settings, settings_env
 from tests.conftest import TopicFactory
 from tests.needs import until
@@ -175,6 +176,7 @@ async def test_a_million_stored_predictions_keep_the_memory_within_its_budget(
             text=True,
             timeout=540,
             check=False,
+            preexec_fn=die_with_parent_fn(),  # a killed test run takes the stream app with it
         )
     finally:
         await delete_topics(kafka_settings, [changelog])
